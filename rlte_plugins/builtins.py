@@ -1,0 +1,45 @@
+"""The built-in components, registered through the package's own ``rlte_plugins`` entry point.
+
+Factories are lazy ``module:attr`` strings, so ``rlte list`` imports neither torch nor any environment backend.
+"""
+
+from __future__ import annotations
+
+from rlte_plugins.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_envs(register: Register) -> None:
+    register("gymnasium", "rlte_plugins.envs.gymnasium:GymnasiumEnv", tags=("vector", "pixels", "cpu"))
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    register("identity", "rlte_plugins.encoders.identity:IdentityEncoder", tags=("vector",))
+    register("mlp", "rlte_plugins.encoders.mlp:MLPEncoder", tags=("vector",))
+    register("mnih_cnn", "rlte_plugins.encoders.mnih_cnn:MnihCNN", tags=("pixels",))
+
+
+@hookimpl
+def register_distributions(register: Register) -> None:
+    register("categorical", "rlte_plugins.distributions.categorical:CategoricalHead", tags=("discrete",))
+    register(
+        "diagonal_gaussian",
+        "rlte_plugins.distributions.diagonal_gaussian:DiagonalGaussianHead",
+        tags=("continuous",),
+    )
+
+
+@hookimpl
+def register_policies(register: Register) -> None:
+    register("actor_critic", "rlte_plugins.policies.actor_critic:ActorCritic", tags=("on-policy",))
+
+
+@hookimpl
+def register_storages(register: Register) -> None:
+    register("rollout", "rlte_plugins.storages.rollout:RolloutStorage", tags=("on-policy",))
+
+
+@hookimpl
+def register_agents(register: Register) -> None:
+    register("ppo", "rlte_plugins.agents.ppo:PPO", tags=("on-policy", "discrete", "continuous"))

@@ -1,0 +1,71 @@
+"""Shared machinery of action distributions: a parameter head built against the action spec."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tensordict.nn import TensorDictModule, TensorDictSequential
+from torch import nn
+from torchrl.data import TensorSpec
+from torchrl.modules import ProbabilisticActor
+
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+
+
+class DistributionHead(nn.Module):
+    """Maps features to distribution parameters and names the distribution class TorchRL samples from.
+
+    Subclasses set ``registry_name``, ``param_keys`` and ``distribution_class`` and implement
+    :meth:`_check` (refuse an action spec that does not fit) and :meth:`_make` (the parameter network).
+    """
+
+    registry_name = "distribution"
+    param_keys: tuple[str, ...] = ()
+    distribution_class: Any = None
+    distribution_kwargs: dict[str, Any] = {}
+
+    def __init__(self, in_keys: Sequence[str] = ("features",)) -> None:
+        super().__init__()
+        if isinstance(in_keys, str) or len(in_keys) != 1:
+            raise ComponentArgumentError(f"{self._owner()}: in_keys must be a list of one key")
+        self.in_keys = list(in_keys)
+        self.head: TensorDictModule | None = None
+        self.action_shape: tuple[int, ...] | None = None
+
+    def _owner(self) -> str:
+        return f"distribution {self.registry_name!r}"
+
+    def build(self, action_spec: TensorSpec, in_features: int, batch_dims: int = 0) -> "DistributionHead":
+        """Check the action spec and create the head for features of size ``in_features``."""
+        shape = tuple(action_spec.shape[batch_dims:])
+        self._check(action_spec, shape)
+        if self.head is None:
+            self.action_shape = shape
+            self.head = TensorDictModule(self._make(in_features, action_spec, shape), self.in_keys, list(self.param_keys))
+        return self
+
+    def actor(self, body: nn.Module | None, action_spec: TensorSpec) -> ProbabilisticActor:
+        """A TorchRL ``ProbabilisticActor``: ``body`` (e.g. the encoder), this head, then sampling."""
+        if self.head is None:
+            raise RuntimeError(f"{self._owner()} is not built: call .build(action_spec, in_features) first")
+        module = self.head if body is None else TensorDictSequential(body, self.head)
+        return ProbabilisticActor(
+            module,
+            in_keys=list(self.param_keys),
+            distribution_class=self.distribution_class,
+            distribution_kwargs=dict(self.distribution_kwargs),
+            return_log_prob=True,
+            spec=action_spec,
+        )
+
+    def _check(self, action_spec: TensorSpec, shape: tuple[int, ...]) -> None:
+        raise NotImplementedError
+
+    def _make(self, in_features: int, action_spec: TensorSpec, shape: tuple[int, ...]) -> nn.Module:
+        raise NotImplementedError
+
+    def _refuse(self, action_spec: TensorSpec, shape: tuple[int, ...], needs: str, instead: str) -> None:
+        raise SpecMismatchError(
+            f"{self._owner()} needs {needs} but the environment's actions are {type(action_spec).__name__} "
+            f"of shape {list(shape)} and dtype {action_spec.dtype}; use {instead!r}"
+        )

@@ -1,0 +1,74 @@
+"""The pluggy hook specifications: one hook per component kind.
+
+A plugin module implements any of these with :data:`rlte_plugins.hookimpl` and calls ``register(name,
+factory, **meta)`` once per component. ``factory`` is a callable or a lazy ``"package.module:attr"`` string
+(preferred: listing then imports nothing); ``meta`` takes ``summary`` (defaults to the first line of the
+factory's docstring), ``tags`` (a sequence of strings) and ``defaults`` (keyword arguments merged under the
+caller's).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT_NAME = "rlte_plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+Register = Callable[..., Any]
+
+
+@hookspec
+def register_encoders(register: Register) -> None:
+    """Register feature encoders (observation -> features)."""
+
+
+@hookspec
+def register_policies(register: Register) -> None:
+    """Register policies (actor, critic or both, built from an encoder and a distribution)."""
+
+
+@hookspec
+def register_storages(register: Register) -> None:
+    """Register storages (TorchRL replay buffers for on- and off-policy data)."""
+
+
+@hookspec
+def register_distributions(register: Register) -> None:
+    """Register action distributions (a parameter head plus a distribution class)."""
+
+
+@hookspec
+def register_augmentations(register: Register) -> None:
+    """Register data augmentations applied to observations."""
+
+
+@hookspec
+def register_rewards(register: Register) -> None:
+    """Register intrinsic rewards."""
+
+
+@hookspec
+def register_agents(register: Register) -> None:
+    """Register agents (complete learning algorithms)."""
+
+
+@hookspec
+def register_envs(register: Register) -> None:
+    """Register environment makers (batched TorchRL environments)."""
+
+
+#: kind -> hook name; the order is the order ``rlte list`` shows kinds in.
+HOOKS: dict[str, str] = {
+    "agent": "register_agents",
+    "encoder": "register_encoders",
+    "policy": "register_policies",
+    "distribution": "register_distributions",
+    "storage": "register_storages",
+    "augmentation": "register_augmentations",
+    "reward": "register_rewards",
+    "env": "register_envs",
+}
