@@ -106,7 +106,7 @@ class ComponentSpec:
         }
         if full:
             sig = self.signature()
-            out["signature"] = f"{self.name}{sig}"
+            out["signature"] = f"{self.name}{sig.replace(return_annotation=inspect.Signature.empty)}"
             out["parameters"] = [
                 {
                     "name": p.name,

@@ -363,6 +363,9 @@ class PPO:
         for key in ("num_envs", "num_steps", "epochs", "num_minibatches"):
             if not isinstance(hp[key], int) or isinstance(hp[key], bool) or hp[key] < 1:
                 raise ComponentArgumentError(f"agent 'ppo': {key} must be a positive int, got {hp[key]!r}")
+        for key in ("lr", "gamma", "gae_lambda", "clip_epsilon", "entropy_coef", "value_coef", "max_grad_norm", "adam_eps"):
+            if not isinstance(hp[key], (int, float)) or isinstance(hp[key], bool) or hp[key] < 0:
+                raise ComponentArgumentError(f"agent 'ppo': {key} must be a non-negative number, got {hp[key]!r}")
         if not 0.0 < hp["gamma"] <= 1.0 or not 0.0 <= hp["gae_lambda"] <= 1.0:
             raise ComponentArgumentError("agent 'ppo': gamma must be in (0, 1] and gae_lambda in [0, 1]")
         if hp["critic_loss"] not in ("l1", "l2", "smooth_l1"):

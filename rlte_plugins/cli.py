@@ -1,0 +1,233 @@
+"""The ``rlte`` command line: list, info, plugins, train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from typing import Any, Sequence
+
+from rlte_plugins.errors import RlteError
+from rlte_plugins.registry import KINDS, get_registry, get_spec, normalize_kind
+
+TRAIN_EPILOG = """\
+config keys (YAML sections; --set section.key=value overrides any of them):
+  description            free text shown on the learning curve
+  agent                  name (e.g. ppo) and the agent's hyperparameters (`rlte info agent ppo` lists them)
+  env                    name (e.g. gymnasium) and the env maker's arguments (env_id, num_envs, ...)
+  encoder, policy, distribution, storage
+                         name and arguments of each component (`rlte info KIND NAME`); omit for defaults
+  train.total_frames     frames to train for
+  train.seed             seed of torch, numpy, Python and the env
+  train.device           cpu, cuda, cuda:1 ...
+  train.eval_episodes    episodes of the final deterministic evaluation (0 skips it)
+  train.logger           csv (default), tensorboard, wandb, mlflow or none
+  train.output           run directory (logs, checkpoint.pt, learning_curve.png, summary.json)
+  train.checkpoint_every frames between checkpoints (default: only at the end)
+  train.progress         show progress (true/false)
+
+examples:
+  rlte train ppo_cartpole
+  rlte train my_config.yaml --set agent.lr=3e-4 --set encoder.num_cells=[128,128] --seed 3
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except RlteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from rlte_plugins import __version__
+
+    parser = argparse.ArgumentParser(prog="rlte", description="rlte-plugins: composable RL components.")
+    parser.add_argument("--version", action="version", version=f"rlte-plugins {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered components", description="List registered components.")
+    p.add_argument("kind", nargs="?", help=f"one of: {', '.join(KINDS)} (or a pattern)")
+    p.add_argument("pattern", nargs="?", help="fnmatch wildcard over names, e.g. 'mlp*'")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="describe one component", description="Describe one component.")
+    p.add_argument("kind", help=f"one of: {', '.join(KINDS)}")
+    p.add_argument("name", help="component name (or plugin:name)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("plugins", help="list installed plugins and load errors", description="List plugins.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser(
+        "train",
+        help="train a recipe or a YAML config",
+        description="Train a packaged recipe (by name) or a YAML config file.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", nargs="?", help="recipe name (e.g. ppo_cartpole) or path to a YAML config")
+    p.add_argument("-f", "--config", help="path to a YAML config (instead of TARGET)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. agent.lr=3e-4 (repeatable)")
+    p.add_argument("--device", help="training device (overrides train.device)")
+    p.add_argument("--seed", type=int, help="seed (overrides train.seed)")
+    p.add_argument("--total-frames", type=int, help="frames to train for (overrides train.total_frames)")
+    p.add_argument("--logger", help="csv, tensorboard, wandb, mlflow or none (overrides train.logger)")
+    p.add_argument("--output", help="run directory (overrides train.output)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument("--list-recipes", action="store_true", help="list packaged recipes and exit")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+# -- list / info / plugins ------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    kind, pattern = args.kind, args.pattern
+    if kind is not None and pattern is None:
+        try:
+            normalize_kind(kind)
+        except RlteError:
+            kind, pattern = None, kind  # `rlte list 'mlp*'`: a pattern over every kind
+    registry = get_registry()
+    specs = registry.specs(kind, pattern)
+    clashing = _clashing(registry)
+    if args.json:
+        _print_json([s.describe() for s in specs])
+        return 0
+    rows = [
+        (s.qualified_name if (s.kind, s.name) in clashing else s.name, s.kind, s.summary, f"{s.provider} {s.provider_version}")
+        for s in specs
+    ]
+    _print_table(("NAME", "KIND", "SUMMARY", "PROVIDER"), rows, shrink=2)
+    _warn_failed(registry)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    spec = get_spec(args.kind, args.name)
+    info = spec.describe(full=True)
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"{info['kind']} {info['name']}  ({info['qualified_name']})")
+    print(f"  {info['summary']}")
+    print(f"\nprovider: {info['provider']} {info['version']}   factory: {info['target']}")
+    if info["tags"]:
+        print(f"tags: {', '.join(info['tags'])}")
+    print(f"\nsignature:\n  {info['signature']}")
+    if info["defaults"]:
+        print("registered defaults: " + ", ".join(f"{k}={v}" for k, v in info["defaults"].items()))
+    if info["docstring"]:
+        print("\n" + info["docstring"])
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    registry = get_registry()
+    plugins = [p.describe() for p in registry.plugins]
+    if args.json:
+        _print_json(plugins)
+        return 0
+    rows = [
+        (p["name"], p["distribution"], p["version"], p["status"], str(p["components"]), ", ".join(p["hooks"]) or "-")
+        for p in plugins
+    ]
+    _print_table(("PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "COMPONENTS", "HOOKS"), rows, shrink=5)
+    for p in plugins:
+        if p["error"]:
+            print(f"\n{p['name']} {p['version']} failed to load: {p['error']}")
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlte_plugins.errors import ConfigError
+    from rlte_plugins.training.config import apply_overrides, load_config, normalize_config, recipe_names
+
+    if args.list_recipes:
+        print("\n".join(recipe_names()))
+        return 0
+    target = args.config or args.target
+    if not target:
+        raise ConfigError("rlte train needs a recipe name or a YAML config (recipes: " + ", ".join(recipe_names()) + ")")
+    raw, source = load_config(target)
+    overrides = list(args.overrides)
+    for flag, key in (("device", "device"), ("seed", "seed"), ("total_frames", "total_frames"),
+                      ("logger", "logger"), ("output", "output")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"train.{key}={value}")
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    config = normalize_config(apply_overrides(raw, overrides), source)
+
+    from pathlib import Path
+
+    from rlte_plugins.training.runner import run
+
+    name = Path(target).stem if args.config or Path(target).suffix in (".yaml", ".yml") else target
+    summary = run(config, name=name)
+    ret = summary["eval_return_mean"]
+    print(f"trained {summary['frames']:,} frames in {summary['wall_time']:.1f} s")
+    if ret is not None:
+        print(f"final mean return over {len(summary['eval_returns'])} evaluation episodes: {ret:.2f}")
+    print(f"run directory: {summary['output']} (checkpoint.pt, learning_curve.png, summary.json)")
+    return 0
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+def _clashing(registry: Any) -> set[tuple[str, str]]:
+    seen: dict[tuple[str, str], int] = {}
+    for spec in registry.specs():
+        seen[(spec.kind, spec.name)] = seen.get((spec.kind, spec.name), 0) + 1
+    return {key for key, count in seen.items() if count > 1}
+
+
+def _warn_failed(registry: Any) -> None:
+    for plugin in registry.plugins:
+        if plugin.status == "failed":
+            print(
+                f"warning: plugin {plugin.name} {plugin.version} failed to load and was skipped "
+                f"(`rlte plugins` shows why)",
+                file=sys.stderr,
+            )
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]], shrink: int) -> None:
+    """Print aligned columns; column ``shrink`` is cut to fit the terminal width."""
+    if not rows:
+        print("(none)")
+        return
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    width = shutil.get_terminal_size((120, 20)).columns
+    spare = width - (sum(widths) + 2 * (len(widths) - 1))
+    if spare < 0:
+        widths[shrink] = max(12, widths[shrink] + spare)
+    for row in [header, *rows]:
+        cells = [
+            (str(c) if len(str(c)) <= widths[i] else str(c)[: widths[i] - 1] + "…").ljust(widths[i])
+            for i, c in enumerate(row)
+        ]
+        print("  ".join(cells).rstrip())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
