@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("--list-recipes", action="store_true", help="list packaged recipes and exit")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="run a benchmark", description="Run a benchmark and print its figures.")
+    bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    b = bench.add_parser("cartpole", help="the default recipe over several seeds (final returns, wall time)")
+    b.add_argument("--recipe", default="ppo_cartpole", help="recipe name or YAML config")
+    b.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
+    b.add_argument("--frames", type=int, default=100_000, help="frames per seed")
+    b.add_argument("--eval-episodes", type=int, default=20, help="deterministic evaluation episodes per seed")
+    b.add_argument("--workers", type=int, help="parallel worker processes (default: min(seeds, CPUs))")
+    b.set_defaults(func=cmd_bench_cartpole)
     return parser
 
 
@@ -186,6 +196,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if ret is not None:
         print(f"final mean return over {len(summary['eval_returns'])} evaluation episodes: {ret:.2f}")
     print(f"run directory: {summary['output']} (checkpoint.pt, learning_curve.png, summary.json)")
+    return 0
+
+
+def cmd_bench_cartpole(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.cartpole import benchmark
+
+    benchmark(args.recipe, args.seeds, args.frames, args.eval_episodes, args.workers)
     return 0
 
 

@@ -82,11 +82,7 @@ class ComponentSpec:
         return _import_target(self.factory, self)
 
     def signature(self) -> inspect.Signature:
-        factory = self.load()
-        try:
-            return inspect.signature(factory)
-        except (TypeError, ValueError):
-            return inspect.Signature()
+        return factory_signature(self.load())
 
     def docstring(self) -> str:
         return inspect.getdoc(self.load()) or ""
@@ -177,6 +173,7 @@ class Registry:
             except BaseException as exc:  # noqa: BLE001 - a broken plugin must never break the host
                 if isinstance(exc, KeyboardInterrupt):
                     raise
+                registry.plugins.append(info)
                 registry._fail(info, exc)
                 continue
             registry.add_plugin(plugin, info)
@@ -411,9 +408,8 @@ def make(kind: str, name: str, /, **kwargs: Any) -> Any:
 
 def check_arguments(spec: ComponentSpec, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     """Raise :class:`ComponentArgumentError` unless ``kwargs`` fit the factory's signature."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
+    params = factory_signature(factory).parameters
+    if not params:
         return
     P = inspect.Parameter
     named = {n: p for n, p in params.items() if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
@@ -435,6 +431,18 @@ def check_arguments(spec: ComponentSpec, factory: Callable[..., Any], kwargs: di
         raise ComponentArgumentError(
             f"{who} is missing required argument {missing[0]!r} (accepted: {accepted})"
         )
+
+
+def factory_signature(factory: Callable[..., Any]) -> inspect.Signature:
+    """The call signature of a factory; for classes, that of ``__init__`` (a metaclass ``__call__``, as
+    TorchRL's envs have, would otherwise hide it)."""
+    try:
+        if isinstance(factory, type) and factory.__init__ is not object.__init__:
+            sig = inspect.signature(factory.__init__)
+            return sig.replace(parameters=list(sig.parameters.values())[1:])
+        return inspect.signature(factory)
+    except (TypeError, ValueError):
+        return inspect.Signature()
 
 
 def natural_key(text: str) -> list[Any]:

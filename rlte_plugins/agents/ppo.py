@@ -28,7 +28,7 @@ from rlte_plugins.errors import CheckpointError, ComponentArgumentError
 from rlte_plugins.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from rlte_plugins.training.progress import Progress
 
-COMPONENTS = ("encoder", "policy", "distribution", "storage")
+COMPONENTS = ("encoder", "policy", "distribution", "storage", "reward")
 
 
 class PPO:
@@ -62,6 +62,7 @@ class PPO:
         critic_loss: ``"l2"``, ``"l1"`` or ``"smooth_l1"``.
         target_kl: stop a batch's epochs early once the approximate KL exceeds it (``None``: off).
         adam_eps: Adam epsilon.
+        intrinsic_coef: weight of the intrinsic reward (``set(reward=...)``), added before GAE.
         eval_env: env for :meth:`evaluate` (default: one made like ``env``).
 
     Examples:
@@ -100,6 +101,7 @@ class PPO:
         critic_loss: str = "l2",
         target_kl: float | None = None,
         adam_eps: float = 1e-5,
+        intrinsic_coef: float = 1.0,
         eval_env: Any = None,
     ) -> None:
         self.hparams: dict[str, Any] = dict(
@@ -108,6 +110,7 @@ class PPO:
             anneal_clip=anneal_clip, entropy_coef=entropy_coef, value_coef=value_coef,
             max_grad_norm=max_grad_norm, normalize_advantage=normalize_advantage, clip_value=clip_value,
             critic_loss=critic_loss, target_kl=target_kl, adam_eps=adam_eps,
+            intrinsic_coef=intrinsic_coef,
         )
         self._check_hparams()
         self.device = torch.device(device)
@@ -127,7 +130,8 @@ class PPO:
 
     # -- composition ------------------------------------------------------------------------------------
     def set(self, **components: Any) -> "PPO":
-        """Choose components by instance or registry name: ``encoder``, ``policy``, ``distribution``, ``storage``."""
+        """Choose components by instance or registry name: ``encoder``, ``policy``, ``distribution``,
+        ``storage`` and an optional intrinsic ``reward`` (writes ``intrinsic_reward`` from next observations)."""
         unknown = set(components) - set(COMPONENTS)
         if unknown:
             raise ComponentArgumentError(
@@ -153,6 +157,13 @@ class PPO:
         policy.build(encoder, distribution, self.env.observation_spec, action_spec)
         policy.to(self.device)
         self.components = dict(encoder=encoder, distribution=distribution, policy=policy, storage=storage)
+        reward = self._choices["reward"]
+        if reward is not None:
+            if hasattr(reward, "build"):
+                reward.build(self.env.observation_spec)
+            if isinstance(reward, torch.nn.Module):
+                reward.to(self.device)
+            self.components["reward"] = reward
         self.policy = policy
         frames_per_batch = self.frames_per_batch
         storage.build(frames_per_batch, frames_per_batch // hp["num_minibatches"], self.device)
@@ -231,6 +242,7 @@ class PPO:
             group["lr"] = lr
         if hp["anneal_clip"]:
             self.loss.clip_epsilon.fill_(hp["clip_epsilon"] * frac)
+        intrinsic = self._add_intrinsic_reward(batch)
         with torch.no_grad():
             self.advantage(batch)
         totals: dict[str, torch.Tensor] = {}
@@ -254,6 +266,8 @@ class PPO:
         stats = {k: float(v / count) for k, v in totals.items()}
         done = batch.get(("next", "done")).squeeze(-1)
         stats["learning_rate"] = lr
+        if intrinsic is not None:
+            stats["intrinsic_reward"] = intrinsic
         stats["episodes"] = float(done.sum())
         returns_key = ("next", "episode_reward")
         if done.any() and returns_key in batch.keys(True):
@@ -262,6 +276,19 @@ class PPO:
             if lengths_key in batch.keys(True):
                 stats["episode_length"] = float(batch.get(lengths_key).squeeze(-1)[done].float().mean())
         return stats
+
+    @torch.no_grad()
+    def _add_intrinsic_reward(self, batch: TensorDictBase) -> float | None:
+        """Count the batch in the intrinsic reward, then add its bonus to the reward GAE will read."""
+        module = self.components.get("reward")
+        if module is None:
+            return None
+        following = batch.get("next")
+        if hasattr(module, "update"):
+            module.update(following)
+        bonus = module(following.clone(False)).get("intrinsic_reward")
+        following.set("reward", following.get("reward") + self.hparams["intrinsic_coef"] * bonus.reshape(following.get("reward").shape))
+        return float(bonus.mean())
 
     def _record(self, stats: dict[str, float], logger: Any) -> None:
         entry = {"frames": float(self.frames), **stats}
@@ -304,8 +331,12 @@ class PPO:
             "seed": self.seed,
             "device": str(self.device),
             "env": component_ref(self.env),
-            "components": {kind: component_ref(self.components[kind]) for kind in COMPONENTS},
-            "state": {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()},
+            "components": {kind: component_ref(obj) for kind, obj in self.components.items()},
+            "state": {
+                "policy": self.policy.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                **({"reward": self.components["reward"].state_dict()} if "reward" in self.components else {}),
+            },
             "counters": {"frames": self.frames, "iterations": self.iterations, "total_frames": self.total_frames},
             "rng": rng_state(),
             "history": [dict(h) for h in self.history],
@@ -335,6 +366,8 @@ class PPO:
             for kind in COMPONENTS:
                 if components.get(kind) is not None:
                     choices[kind] = components[kind]
+                elif kind not in data["components"]:
+                    continue  # the saved agent did not use this component
                 elif data["components"][kind] is not None:
                     choices[kind] = data["components"][kind]
                 else:
@@ -344,6 +377,8 @@ class PPO:
             agent.set(**choices).build()
             agent.policy.load_state_dict(data["state"]["policy"])
             agent.optimizer.load_state_dict(data["state"]["optimizer"])
+            if "reward" in data["state"]:
+                agent.components["reward"].load_state_dict(data["state"]["reward"])
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {str(path)!r} is incomplete or malformed: {exc}") from exc
         except RuntimeError as exc:

@@ -39,17 +39,22 @@ def make_logger(kind: str | None, output: Path, name: str) -> Any:
         raise ConfigError(f"logger {kind!r} needs an extra package: pip install 'rlte-plugins[{kind}]' ({exc})") from exc
 
 
+def build_agent(config: dict[str, Any]) -> Any:
+    """The agent a normalised config describes, with its components set by name."""
+    agent_section = dict(config["agent"])
+    agent_name = agent_section.pop("name")
+    train = config["train"]
+    agent = make("agent", agent_name, env=dict(config["env"]), device=train["device"], seed=train["seed"], **agent_section)
+    return agent.set(**{k: config[k] for k in COMPONENT_SECTIONS if k != "env" and config[k] is not None})
+
+
 def run(config: dict[str, Any], name: str = "run") -> dict[str, Any]:
     """Train the agent that a normalised config describes; returns a summary (also written as JSON)."""
     quiet_torchrl()
     train = config["train"]
     output = Path(train["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     output.mkdir(parents=True, exist_ok=True)
-    agent_section = dict(config["agent"])
-    agent_name = agent_section.pop("name")
-    env = dict(config["env"])
-    agent = make("agent", agent_name, env=env, device=train["device"], seed=train["seed"], **agent_section)
-    agent.set(**{k: config[k] for k in COMPONENT_SECTIONS if k != "env" and config[k] is not None})
+    agent = build_agent(config)
     logger = make_logger(train["logger"], output, name)
     checkpoint = output / "checkpoint.pt"
     stats = agent.train(

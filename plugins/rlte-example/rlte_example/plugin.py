@@ -1,0 +1,16 @@
+"""Hook implementations: rlte-plugins imports this module (the entry point) and calls the hooks.
+
+Factories are given as "module:attr" strings so that `rlte list` never imports torch through this plugin.
+"""
+
+from rlte_plugins import hookimpl
+
+
+@hookimpl
+def register_encoders(register):
+    register("residual_mlp", "rlte_example.encoders:ResidualMLPEncoder", tags=("vector", "example"))
+
+
+@hookimpl
+def register_rewards(register):
+    register("simhash_count", "rlte_example.rewards:SimHashCountReward", tags=("exploration", "example"))

@@ -1,0 +1,77 @@
+"""The rlte command line end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from rlte_plugins.cli import main
+
+
+def rlte(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rlte_plugins.cli", *args], capture_output=True, text=True)
+
+
+def test_list_table_json_kind_and_pattern(capsys):
+    assert main(["list", "encoder"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["NAME", "KIND", "SUMMARY", "PROVIDER"]
+    assert "mlp" in out and "ppo" not in out
+    assert main(["list", "m*", "--json"]) == 0
+    names = [c["name"] for c in json.loads(capsys.readouterr().out)]
+    assert names == ["mlp", "mnih_cnn"]
+
+
+def test_info_shows_signature_docstring_and_provider(capsys):
+    assert main(["info", "agent", "ppo"]) == 0
+    out = capsys.readouterr().out
+    assert "ppo(env: 'Any', device: 'str | torch.device' = 'cpu', seed: 'int' = 0, *, num_envs: 'int' = 8" in out
+    assert "provider: rlte-plugins" in out and "Proximal Policy Optimization" in out
+    assert main(["info", "env", "gymnasium", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    required = [p["name"] for p in info["parameters"] if p["required"]]
+    assert required == ["env_id"]
+
+
+def test_errors_exit_2_with_one_line():
+    for args, fragment in [(("info", "encoder", "mpl"), "did you mean 'mlp'"),
+                           (("list", "bogus", "x"), "unknown component kind 'bogus'"),
+                           (("train", "no_such_recipe"), "unknown recipe 'no_such_recipe'")]:
+        result = rlte(*args)
+        assert result.returncode == 2
+        assert result.stderr.startswith("error: ") and fragment in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_config_with_unknown_key_is_refused(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"agent": "ppo", "env": {"name": "gymnasium", "env_id": "CartPole-v1"}, "trian": {}}))
+    result = rlte("train", "-f", str(config))
+    assert result.returncode == 2 and "unknown key 'trian'" in result.stderr
+    result = rlte("train", "ppo_cartpole", "--set", "agent.learning_rate=0.1")
+    assert result.returncode == 2 and "unexpected argument 'learning_rate'" in result.stderr
+
+
+def test_train_end_to_end_writes_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = rlte("train", "ppo_cartpole", "--total-frames", "512", "--output", str(out), "--seed", "3",
+                  "--set", "agent.lr=3e-4", "--set", "train.eval_episodes=2", "--set", "encoder.num_cells=[16]")
+    assert result.returncode == 0, result.stderr
+    assert "final mean return over 2 evaluation episodes" in result.stdout
+    assert "[train] frames 512/512" in result.stderr  # plain progress lines when not a TTY
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 512 and summary["config"]["agent"]["lr"] == 3e-4
+    assert summary["config"]["train"]["seed"] == 3
+    assert (out / "checkpoint.pt").stat().st_size > 0 and (out / "learning_curve.png").stat().st_size > 0
+    assert (out / "ppo_cartpole" / "scalars" / "charts" / "episodic_return.csv").read_text().strip()  # TorchRL's CSV logger
+
+
+def test_train_help_documents_every_key():
+    from rlte_plugins.training.config import TRAIN_KEYS
+
+    out = rlte("train", "--help").stdout
+    for key in TRAIN_KEYS:
+        assert f"train.{key}" in out
