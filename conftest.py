@@ -18,8 +18,19 @@ BROKEN = ROOT / "tests" / "fixtures" / "rlte-broken"
 def pip_install(source: Path, target: Path) -> Path:
     """``pip install`` a plugin project into ``target`` (a real wheel build and install, no network)."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
         check=True,
         capture_output=True,
         text=True,

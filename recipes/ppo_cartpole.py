@@ -59,18 +59,32 @@ def parse_args() -> Args:
 
 def main(args: Args) -> float:
     quiet_torchrl()
-    env = rlte_plugins.make("env", "gymnasium", env_id=args.env_id, num_envs=args.num_envs, seed=args.seed, device=args.device)
+    env = rlte_plugins.make(
+        "env", "gymnasium", env_id=args.env_id, num_envs=args.num_envs, seed=args.seed, device=args.device
+    )
     encoder = rlte_plugins.make("encoder", "mlp", num_cells=list(args.num_cells), activation=args.activation)
     distribution = rlte_plugins.make("distribution", "categorical")
     policy = rlte_plugins.make("policy", "actor_critic", shared_encoder=False)
     storage = rlte_plugins.make("storage", "rollout")
 
     agent = rlte_plugins.make(
-        "agent", "ppo", env=env, device=args.device, seed=args.seed,
-        num_steps=args.num_steps, epochs=args.epochs, num_minibatches=args.num_minibatches,
-        lr=args.lr, anneal_lr=True, gamma=args.gamma, gae_lambda=args.gae_lambda,
-        clip_epsilon=args.clip_epsilon, anneal_clip=True, entropy_coef=args.entropy_coef,
-        value_coef=args.value_coef, max_grad_norm=args.max_grad_norm,
+        "agent",
+        "ppo",
+        env=env,
+        device=args.device,
+        seed=args.seed,
+        num_steps=args.num_steps,
+        epochs=args.epochs,
+        num_minibatches=args.num_minibatches,
+        lr=args.lr,
+        anneal_lr=True,
+        gamma=args.gamma,
+        gae_lambda=args.gae_lambda,
+        clip_epsilon=args.clip_epsilon,
+        anneal_clip=True,
+        entropy_coef=args.entropy_coef,
+        value_coef=args.value_coef,
+        max_grad_norm=args.max_grad_norm,
     ).set(encoder=encoder, distribution=distribution, policy=policy, storage=storage)
 
     output = Path(args.output)

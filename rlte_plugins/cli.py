@@ -6,7 +6,8 @@ import argparse
 import json
 import shutil
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rlte_plugins.errors import RlteError
 from rlte_plugins.registry import KINDS, get_registry, get_spec, normalize_kind
@@ -81,8 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", nargs="?", help="recipe name (e.g. ppo_cartpole) or path to a YAML config")
     p.add_argument("-f", "--config", help="path to a YAML config (instead of TARGET)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. agent.lr=3e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. agent.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--device", help="training device (overrides train.device)")
     p.add_argument("--seed", type=int, help="seed (overrides train.seed)")
     p.add_argument("--total-frames", type=int, help="frames to train for (overrides train.total_frames)")
@@ -119,7 +126,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_json([s.describe() for s in specs])
         return 0
     rows = [
-        (s.qualified_name if (s.kind, s.name) in clashing else s.name, s.kind, s.summary, f"{s.provider} {s.provider_version}")
+        (
+            s.qualified_name if (s.kind, s.name) in clashing else s.name,
+            s.kind,
+            s.summary,
+            f"{s.provider} {s.provider_version}",
+        )
         for s in specs
     ]
     _print_table(("NAME", "KIND", "SUMMARY", "PROVIDER"), rows, shrink=2)
@@ -173,11 +185,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     target = args.config or args.target
     if not target:
-        raise ConfigError("rlte train needs a recipe name or a YAML config (recipes: " + ", ".join(recipe_names()) + ")")
+        raise ConfigError(
+            "rlte train needs a recipe name or a YAML config (recipes: " + ", ".join(recipe_names()) + ")"
+        )
     raw, source = load_config(target)
     overrides = list(args.overrides)
-    for flag, key in (("device", "device"), ("seed", "seed"), ("total_frames", "total_frames"),
-                      ("logger", "logger"), ("output", "output")):
+    for flag, key in (
+        ("device", "device"),
+        ("seed", "seed"),
+        ("total_frames", "total_frames"),
+        ("logger", "logger"),
+        ("output", "output"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"train.{key}={value}")

@@ -29,8 +29,9 @@ import inspect
 import os
 import re
 import traceback
-from functools import lru_cache
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from functools import cache, lru_cache
+from typing import Any
 
 from rlte_plugins.errors import (
     AmbiguousComponentError,
@@ -108,8 +109,7 @@ class ComponentSpec:
                     "name": p.name,
                     "kind": p.kind.name,
                     "default": None if p.default is p.empty else repr(p.default),
-                    "required": p.default is p.empty
-                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
+                    "required": p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
                     "annotation": None if p.annotation is p.empty else _annotation(p.annotation),
                 }
                 for p in sig.parameters.values()
@@ -151,7 +151,7 @@ class Registry:
 
     # -- construction -----------------------------------------------------------------------------------
     @classmethod
-    def from_entry_points(cls) -> "Registry":
+    def from_entry_points(cls) -> Registry:
         registry = cls()
         allow = _env_list("RLTE_PLUGINS")
         deny = _env_list("RLTE_DISABLE_PLUGINS")
@@ -187,7 +187,7 @@ class Registry:
         return registry
 
     @classmethod
-    def from_plugins(cls, plugins: Iterable[tuple[str, Any]]) -> "Registry":
+    def from_plugins(cls, plugins: Iterable[tuple[str, Any]]) -> Registry:
         """A registry of in-process plugin objects (modules or instances with hook implementations)."""
         registry = cls()
         for name, plugin in plugins:
@@ -227,9 +227,7 @@ class Registry:
         origin = f" ({where[-1].filename}:{where[-1].lineno})" if where else ""
         info.error = f"{type(exc).__name__}: {exc}{origin}"
 
-    def _register_callable(
-        self, kind: str, info: PluginInfo, added: list[ComponentSpec]
-    ) -> Callable[..., None]:
+    def _register_callable(self, kind: str, info: PluginInfo, added: list[ComponentSpec]) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any] | str, **meta: Any) -> None:
             spec = self._make_spec(kind, name, factory, info, meta)
             if any(s.plugin == info.name and s.name == name for s in self._specs[kind]):
@@ -241,9 +239,7 @@ class Registry:
         return register
 
     @staticmethod
-    def _make_spec(
-        kind: str, name: Any, factory: Any, info: PluginInfo, meta: dict[str, Any]
-    ) -> ComponentSpec:
+    def _make_spec(kind: str, name: Any, factory: Any, info: PluginInfo, meta: dict[str, Any]) -> ComponentSpec:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise RegistrationError(
                 f"{kind} name {name!r} from plugin {info.name!r} is invalid: use lowercase letters, digits, "
@@ -312,9 +308,7 @@ class Registry:
             return builtin[0]
         if matches:
             options = ", ".join(repr(s.qualified_name) for s in matches)
-            raise AmbiguousComponentError(
-                f"{kind} {name!r} is registered by several plugins; name one of {options}"
-            )
+            raise AmbiguousComponentError(f"{kind} {name!r} is registered by several plugins; name one of {options}")
         self._unknown(kind, name)
         raise AssertionError("unreachable")
 
@@ -414,23 +408,19 @@ def check_arguments(spec: ComponentSpec, factory: Callable[..., Any], kwargs: di
     P = inspect.Parameter
     named = {n: p for n, p in params.items() if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
     accepts_any = any(p.kind is P.VAR_KEYWORD for p in params.values())
-    accepted = ", ".join(
-        n if p.default is P.empty else f"{n}={p.default!r}" for n, p in named.items()
-    ) or "no arguments"
+    accepted = (
+        ", ".join(n if p.default is P.empty else f"{n}={p.default!r}" for n, p in named.items()) or "no arguments"
+    )
     who = f"{spec.kind} {spec.name!r} ({spec.provider})"
     if not accepts_any:
         unknown = [k for k in kwargs if k not in named]
         if unknown:
             close = difflib.get_close_matches(unknown[0], list(named), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ComponentArgumentError(
-                f"{who} got unexpected argument {unknown[0]!r}{hint} (accepted: {accepted})"
-            )
+            raise ComponentArgumentError(f"{who} got unexpected argument {unknown[0]!r}{hint} (accepted: {accepted})")
     missing = [n for n, p in named.items() if p.default is P.empty and n not in kwargs]
     if missing:
-        raise ComponentArgumentError(
-            f"{who} is missing required argument {missing[0]!r} (accepted: {accepted})"
-        )
+        raise ComponentArgumentError(f"{who} is missing required argument {missing[0]!r} (accepted: {accepted})")
 
 
 def factory_signature(factory: Callable[..., Any]) -> inspect.Signature:
@@ -504,7 +494,7 @@ def _summary_of(factory: Callable[..., Any] | str) -> str:
     return _docstrings_in(module_name).get(attr, "")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _docstrings_in(module_name: str) -> dict[str, str]:
     """Top-level docstrings of a module read from its source, without importing it."""
     try:

@@ -30,9 +30,16 @@ def _mlp_factory(width: int, depth: int = 2):
 
 def test_builtins_listed_with_provider_and_summary():
     specs = {(s.kind, s.name): s for s in rlte_plugins.list_components()}
-    for key in [("agent", "ppo"), ("encoder", "mlp"), ("encoder", "identity"), ("policy", "actor_critic"),
-                ("distribution", "categorical"), ("distribution", "diagonal_gaussian"), ("storage", "rollout"),
-                ("env", "gymnasium")]:
+    for key in [
+        ("agent", "ppo"),
+        ("encoder", "mlp"),
+        ("encoder", "identity"),
+        ("policy", "actor_critic"),
+        ("distribution", "categorical"),
+        ("distribution", "diagonal_gaussian"),
+        ("storage", "rollout"),
+        ("env", "gymnasium"),
+    ]:
         assert key in specs
         assert specs[key].provider == "rlte-plugins"
         assert specs[key].summary and "\n" not in specs[key].summary
@@ -45,8 +52,10 @@ def test_pattern_and_kind_filter_and_natural_sort():
 
 
 def test_listing_imports_no_torch_or_backend():
-    code = ("import sys, rlte_plugins; rlte_plugins.list_components(); "
-            "print(sorted(m for m in ('torch', 'gymnasium', 'torchrl') if m in sys.modules))")
+    code = (
+        "import sys, rlte_plugins; rlte_plugins.list_components(); "
+        "print(sorted(m for m in ('torch', 'gymnasium', 'torchrl') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -56,10 +65,16 @@ def test_listing_imports_no_torch_or_backend():
     [
         (lambda: rlte_plugins.make("encdoer", "mlp"), rlte_plugins.UnknownKindError, "did you mean 'encoder'"),
         (lambda: rlte_plugins.make("encoder", "mpl"), rlte_plugins.UnknownComponentError, "did you mean 'mlp'"),
-        (lambda: rlte_plugins.make("encoder", "mlp", num_cell=[4]), rlte_plugins.ComponentArgumentError,
-         "unexpected argument 'num_cell'; did you mean 'num_cells'"),
-        (lambda: rlte_plugins.make("env", "gymnasium"), rlte_plugins.ComponentArgumentError,
-         "missing required argument 'env_id'"),
+        (
+            lambda: rlte_plugins.make("encoder", "mlp", num_cell=[4]),
+            rlte_plugins.ComponentArgumentError,
+            "unexpected argument 'num_cell'; did you mean 'num_cells'",
+        ),
+        (
+            lambda: rlte_plugins.make("env", "gymnasium"),
+            rlte_plugins.ComponentArgumentError,
+            "missing required argument 'env_id'",
+        ),
     ],
 )
 def test_make_errors_are_one_clear_line(call, error, fragment):
@@ -81,11 +96,20 @@ def test_make_records_how_the_component_was_made():
 
 
 def test_summary_defaults_to_docstring_first_line_and_lazy_targets_are_read_without_import():
-    reg = Registry.from_plugins([("p", _plugin(register_encoders=lambda register: (
-        register("callable", _mlp_factory),
-        register("lazy", "rlte_plugins.encoders.mlp:MLPEncoder"),
-        register("given", _mlp_factory, summary="Explicit.", tags=("a",)),
-    )))])
+    reg = Registry.from_plugins(
+        [
+            (
+                "p",
+                _plugin(
+                    register_encoders=lambda register: (
+                        register("callable", _mlp_factory),
+                        register("lazy", "rlte_plugins.encoders.mlp:MLPEncoder"),
+                        register("given", _mlp_factory, summary="Explicit.", tags=("a",)),
+                    )
+                ),
+            )
+        ]
+    )
     assert reg.get("encoder", "callable").summary == "A fake encoder factory."
     assert reg.get("encoder", "lazy").summary.startswith("Multi-layer perceptron")
     assert reg.get("encoder", "given").summary == "Explicit."
@@ -99,7 +123,9 @@ def test_clash_rule_builtin_wins_and_third_party_clash_needs_qualified_name():
     def two(register):
         register("enc", lambda width=1: ("two", width))
 
-    reg = Registry.from_plugins([("rlte_plugins", _plugin(register_encoders=one)), ("other", _plugin(register_encoders=two))])
+    reg = Registry.from_plugins(
+        [("rlte_plugins", _plugin(register_encoders=one)), ("other", _plugin(register_encoders=two))]
+    )
     assert reg.get("encoder", "enc").plugin == "rlte_plugins"
     assert reg.get("encoder", "other:enc").plugin == "other"
 
@@ -145,13 +171,20 @@ def test_plugin_registering_the_same_name_twice_fails():
 def _rlte_json(*args, env=None):
     import os
 
-    out = subprocess.run([sys.executable, "-m", "rlte_plugins.cli", *args, "--json"], capture_output=True, text=True,
-                         check=True, env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, "-m", "rlte_plugins.cli", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
     return json.loads(out.stdout)
 
 
 def test_allow_and_deny_lists(broken_site):
-    plugins = {p["name"]: p["status"] for p in _rlte_json("plugins", env={"RLTE_DISABLE_PLUGINS": "rlte_broken, rlte-example"})}
+    plugins = {
+        p["name"]: p["status"] for p in _rlte_json("plugins", env={"RLTE_DISABLE_PLUGINS": "rlte_broken, rlte-example"})
+    }
     assert plugins == {"rlte_plugins": "loaded", "rlte_example": "disabled", "rlte_broken": "disabled"}
     plugins = {p["name"]: p["status"] for p in _rlte_json("plugins", env={"RLTE_PLUGINS": "rlte-example"})}
     assert plugins == {"rlte_plugins": "loaded", "rlte_example": "loaded", "rlte_broken": "disabled"}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -35,7 +36,7 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, (list, tuple)):
         items = [_plain(v) for v in value]
-        return None if any(i is None and v is not None for i, v in zip(items, value)) else items
+        return None if any(i is None and v is not None for i, v in zip(items, value, strict=True)) else items
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         items = {k: _plain(v) for k, v in value.items()}
         return None if any(items[k] is None and value[k] is not None for k in value) else items
@@ -49,9 +50,11 @@ def resolve_component(kind: str, choice: Any) -> Any:
     if isinstance(choice, Mapping):
         if "name" not in choice:
             raise ComponentArgumentError(f"a {kind} given as a mapping needs a 'name' key, got {dict(choice)}")
-        kwargs = dict(choice.get("kwargs", {})) if set(choice) <= {"name", "kwargs"} else {
-            k: v for k, v in choice.items() if k != "name"
-        }
+        kwargs = (
+            dict(choice.get("kwargs", {}))
+            if set(choice) <= {"name", "kwargs"}
+            else {k: v for k, v in choice.items() if k != "name"}
+        )
         return make(kind, choice["name"], **kwargs)
     return choice
 
@@ -64,7 +67,11 @@ def make_env(env: Any, num_envs: int, seed: int | None, device: torch.device) ->
         names = {s.name for s in get_registry().specs("env")} | {s.qualified_name for s in get_registry().specs("env")}
         env = {"name": env} if env in names else {"name": "gymnasium", "env_id": env}
     if isinstance(env, Mapping):
-        spec = dict(env.get("kwargs", {})) if set(env) <= {"name", "kwargs"} else {k: v for k, v in env.items() if k != "name"}
+        spec = (
+            dict(env.get("kwargs", {}))
+            if set(env) <= {"name", "kwargs"}
+            else {k: v for k, v in env.items() if k != "name"}
+        )
         spec.setdefault("num_envs", num_envs)
         spec.setdefault("seed", seed)
         spec.setdefault("device", str(device))

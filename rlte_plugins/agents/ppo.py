@@ -105,11 +105,24 @@ class PPO:
         eval_env: Any = None,
     ) -> None:
         self.hparams: dict[str, Any] = dict(
-            num_envs=num_envs, num_steps=num_steps, epochs=epochs, num_minibatches=num_minibatches, lr=lr,
-            anneal_lr=anneal_lr, gamma=gamma, gae_lambda=gae_lambda, clip_epsilon=clip_epsilon,
-            anneal_clip=anneal_clip, entropy_coef=entropy_coef, value_coef=value_coef,
-            max_grad_norm=max_grad_norm, normalize_advantage=normalize_advantage, clip_value=clip_value,
-            critic_loss=critic_loss, target_kl=target_kl, adam_eps=adam_eps,
+            num_envs=num_envs,
+            num_steps=num_steps,
+            epochs=epochs,
+            num_minibatches=num_minibatches,
+            lr=lr,
+            anneal_lr=anneal_lr,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_epsilon=clip_epsilon,
+            anneal_clip=anneal_clip,
+            entropy_coef=entropy_coef,
+            value_coef=value_coef,
+            max_grad_norm=max_grad_norm,
+            normalize_advantage=normalize_advantage,
+            clip_value=clip_value,
+            critic_loss=critic_loss,
+            target_kl=target_kl,
+            adam_eps=adam_eps,
             intrinsic_coef=intrinsic_coef,
         )
         self._check_hparams()
@@ -129,7 +142,7 @@ class PPO:
         self.history: list[dict[str, float]] = []
 
     # -- composition ------------------------------------------------------------------------------------
-    def set(self, **components: Any) -> "PPO":
+    def set(self, **components: Any) -> PPO:
         """Choose components by instance or registry name: ``encoder``, ``policy``, ``distribution``,
         ``storage`` and an optional intrinsic ``reward`` (writes ``intrinsic_reward`` from next observations)."""
         unknown = set(components) - set(COMPONENTS)
@@ -138,18 +151,22 @@ class PPO:
                 f"agent 'ppo'.set() got unknown component {sorted(unknown)[0]!r} (accepted: {', '.join(COMPONENTS)})"
             )
         if self.built:
-            raise ComponentArgumentError("agent 'ppo' is already built (trained, evaluated or loaded): set components before")
+            raise ComponentArgumentError(
+                "agent 'ppo' is already built (trained, evaluated or loaded): set components before"
+            )
         for kind, choice in components.items():
             self._choices[kind] = resolve_component(kind, choice) if choice is not None else None
         return self
 
-    def build(self) -> "PPO":
+    def build(self) -> PPO:
         """Build every component against the env's specs, the loss, the estimator and the optimiser."""
         if self.built:
             return self
         hp = self.hparams
         action_spec = self.env.action_spec
-        default_dist = "categorical" if isinstance(action_spec, (Categorical, MultiCategorical)) else "diagonal_gaussian"
+        default_dist = (
+            "categorical" if isinstance(action_spec, (Categorical, MultiCategorical)) else "diagonal_gaussian"
+        )
         encoder = self._choices["encoder"] or resolve_component("encoder", "mlp")
         distribution = self._choices["distribution"] or resolve_component("distribution", default_dist)
         policy = self._choices["policy"] or resolve_component("policy", "actor_critic")
@@ -208,8 +225,13 @@ class PPO:
         start = time.perf_counter()
         bar = Progress(total_frames, initial=self.frames, enabled=progress)
         collector = Collector(
-            self.env, self.policy.actor, frames_per_batch=self.frames_per_batch, total_frames=-1,
-            device=self.device, trust_policy=True, auto_register_policy_transforms=False,
+            self.env,
+            self.policy.actor,
+            frames_per_batch=self.frames_per_batch,
+            total_frames=-1,
+            device=self.device,
+            trust_policy=True,
+            auto_register_policy_transforms=False,
         )
         last_checkpoint = self.frames
         try:
@@ -287,7 +309,10 @@ class PPO:
         if hasattr(module, "update"):
             module.update(following)
         bonus = module(following.clone(False)).get("intrinsic_reward")
-        following.set("reward", following.get("reward") + self.hparams["intrinsic_coef"] * bonus.reshape(following.get("reward").shape))
+        following.set(
+            "reward",
+            following.get("reward") + self.hparams["intrinsic_coef"] * bonus.reshape(following.get("reward").shape),
+        )
         return float(bonus.mean())
 
     def _record(self, stats: dict[str, float], logger: Any) -> None:
@@ -295,8 +320,12 @@ class PPO:
         self.history.append(entry)
         if logger is None:
             return
-        names = {"episode_return": "charts/episodic_return", "episode_length": "charts/episodic_length",
-                 "learning_rate": "charts/learning_rate", "fps": "charts/SPS"}
+        names = {
+            "episode_return": "charts/episodic_return",
+            "episode_length": "charts/episodic_length",
+            "learning_rate": "charts/learning_rate",
+            "fps": "charts/SPS",
+        }
         for key, value in stats.items():
             if isinstance(value, float) and math.isfinite(value):
                 logger.log_scalar(names.get(key, f"losses/{key}"), value, step=self.frames)
@@ -349,7 +378,7 @@ class PPO:
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], env: Any = None, device: str | torch.device | None = None, **components: Any
-    ) -> "PPO":
+    ) -> PPO:
         """Rebuild an agent from :meth:`save`'s file; pass ``env`` or components the file could not name."""
         data = load_checkpoint(path, kind=cls.name)
         try:
@@ -398,7 +427,16 @@ class PPO:
         for key in ("num_envs", "num_steps", "epochs", "num_minibatches"):
             if not isinstance(hp[key], int) or isinstance(hp[key], bool) or hp[key] < 1:
                 raise ComponentArgumentError(f"agent 'ppo': {key} must be a positive int, got {hp[key]!r}")
-        for key in ("lr", "gamma", "gae_lambda", "clip_epsilon", "entropy_coef", "value_coef", "max_grad_norm", "adam_eps"):
+        for key in (
+            "lr",
+            "gamma",
+            "gae_lambda",
+            "clip_epsilon",
+            "entropy_coef",
+            "value_coef",
+            "max_grad_norm",
+            "adam_eps",
+        ):
             if not isinstance(hp[key], (int, float)) or isinstance(hp[key], bool) or hp[key] < 0:
                 raise ComponentArgumentError(f"agent 'ppo': {key} must be a non-negative number, got {hp[key]!r}")
         if not 0.0 < hp["gamma"] <= 1.0 or not 0.0 <= hp["gae_lambda"] <= 1.0:

@@ -41,12 +41,20 @@ def run_seed(recipe: str, seed: int, frames: int, eval_episodes: int) -> dict[st
     }
 
 
-def benchmark(recipe: str = "ppo_cartpole", seeds: int = 5, frames: int = 100_000, eval_episodes: int = 20,
-              workers: int | None = None) -> list[dict[str, Any]]:
+def benchmark(
+    recipe: str = "ppo_cartpole",
+    seeds: int = 5,
+    frames: int = 100_000,
+    eval_episodes: int = 20,
+    workers: int | None = None,
+) -> list[dict[str, Any]]:
     workers = workers or min(seeds, os.cpu_count() or 1)
-    print(f"benchmark: recipe {recipe}, {seeds} seeds x {frames:,} frames, {eval_episodes} deterministic evaluation "
-          f"episodes per seed, {workers} worker processes on {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})",
-          flush=True)
+    print(
+        f"benchmark: recipe {recipe}, {seeds} seeds x {frames:,} frames, {eval_episodes} deterministic evaluation "
+        f"episodes per seed, {workers} worker processes on {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()})",
+        flush=True,
+    )
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
@@ -55,13 +63,17 @@ def benchmark(recipe: str = "ppo_cartpole", seeds: int = 5, frames: int = 100_00
         for future in concurrent.futures.as_completed(futures):
             r = future.result()
             results.append(r)
-            print(f"  seed {r['seed']}: final mean return {r['eval_return']:7.2f}   last training episodes "
-                  f"{r['train_return']:7.2f}   {r['frames']:,} frames in {r['wall_time']:.1f} s", flush=True)
+            print(
+                f"  seed {r['seed']}: final mean return {r['eval_return']:7.2f}   last training episodes "
+                f"{r['train_return']:7.2f}   {r['frames']:,} frames in {r['wall_time']:.1f} s",
+                flush=True,
+            )
     wall = time.perf_counter() - start
     results.sort(key=lambda r: r["seed"])
     evals = [r["eval_return"] for r in results]
     spread = statistics.stdev(evals) if len(evals) > 1 else 0.0
-    print(f"mean final return over {seeds} seeds: {statistics.fmean(evals):.2f} (std {spread:.2f}, "
-          f"min {min(evals):.2f})")
+    print(
+        f"mean final return over {seeds} seeds: {statistics.fmean(evals):.2f} (std {spread:.2f}, min {min(evals):.2f})"
+    )
     print(f"wall time: {wall:.1f} s in all")
     return results

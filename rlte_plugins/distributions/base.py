@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
@@ -35,13 +36,15 @@ class DistributionHead(nn.Module):
     def _owner(self) -> str:
         return f"distribution {self.registry_name!r}"
 
-    def build(self, action_spec: TensorSpec, in_features: int, batch_dims: int = 0) -> "DistributionHead":
+    def build(self, action_spec: TensorSpec, in_features: int, batch_dims: int = 0) -> DistributionHead:
         """Check the action spec and create the head for features of size ``in_features``."""
         shape = tuple(action_spec.shape[batch_dims:])
         self._check(action_spec, shape)
         if self.head is None:
             self.action_shape = shape
-            self.head = TensorDictModule(self._make(in_features, action_spec, shape), self.in_keys, list(self.param_keys))
+            self.head = TensorDictModule(
+                self._make(in_features, action_spec, shape), self.in_keys, list(self.param_keys)
+            )
         return self
 
     def actor(self, body: nn.Module | None, action_spec: TensorSpec) -> ProbabilisticActor:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -72,6 +71,3 @@ class DiagonalGaussianHead(DistributionHead):
 
     def _make(self, in_features: int, action_spec: TensorSpec, shape: tuple[int, ...]) -> nn.Module:
         return _GaussianParams(in_features, shape[0], self.log_std_init, self.state_dependent_std, self.init_gain)
-
-
-

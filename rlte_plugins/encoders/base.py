@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -87,7 +88,7 @@ class Encoder(TensorDictModuleBase):
     def built(self) -> bool:
         return self.net is not None
 
-    def build(self, observation_spec: Composite | TensorSpec, batch_dims: int | None = None) -> "Encoder":
+    def build(self, observation_spec: Composite | TensorSpec, batch_dims: int | None = None) -> Encoder:
         """Create the network for the spec at ``in_keys[0]`` (per-env shape: leading batch dims dropped).
 
         An already built encoder only checks that the spec still fits.

@@ -52,7 +52,7 @@ class ActorCritic(nn.Module):
         distribution: DistributionHead,
         observation_spec: Composite,
         action_spec: TensorSpec,
-    ) -> "ActorCritic":
+    ) -> ActorCritic:
         """Build encoder and head against the env's specs and assemble actor and critic."""
         if self.built:
             raise ComponentArgumentError("policy 'actor_critic' is already built; make a new one per agent")

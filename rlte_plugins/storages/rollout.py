@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from tensordict import TensorDictBase
@@ -35,7 +35,7 @@ class RolloutStorage:
         self.capacity = 0
         self.minibatch_size = 0
 
-    def build(self, capacity: int, minibatch_size: int, device: str | torch.device | None = None) -> "RolloutStorage":
+    def build(self, capacity: int, minibatch_size: int, device: str | torch.device | None = None) -> RolloutStorage:
         if minibatch_size < 1 or minibatch_size > capacity:
             raise ComponentArgumentError(
                 f"storage 'rollout': minibatch_size must be in [1, {capacity}] (the rollout size), got {minibatch_size}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def plot_learning_curve(
@@ -24,10 +24,13 @@ def plot_learning_curve(
     ]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if points:
-        frames, returns = zip(*points)
+        frames, returns = zip(*points, strict=True)
         ax.plot(frames, returns, alpha=0.35, lw=1, label="batch mean")
         window = max(1, len(returns) // 20)
-        smooth = [sum(returns[max(0, i - window + 1) : i + 1]) / len(returns[max(0, i - window + 1) : i + 1]) for i in range(len(returns))]
+        smooth = [
+            sum(returns[max(0, i - window + 1) : i + 1]) / len(returns[max(0, i - window + 1) : i + 1])
+            for i in range(len(returns))
+        ]
         ax.plot(frames, smooth, lw=2, label=f"moving average ({window})")
     if eval_return is not None:
         ax.axhline(eval_return, color="k", ls="--", lw=1, label=f"final evaluation {eval_return:.1f}")

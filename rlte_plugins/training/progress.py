@@ -35,7 +35,15 @@ class Progress:
         if enabled and self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, unit="frames", unit_scale=True, desc=desc, file=self.stream, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="frames",
+                unit_scale=True,
+                desc=desc,
+                file=self.stream,
+                dynamic_ncols=True,
+            )
 
     @property
     def fps(self) -> float:

@@ -19,6 +19,8 @@ LOGGERS = ("csv", "tensorboard", "wandb", "mlflow", "none")
 
 def quiet_torchrl() -> None:
     """Keep TorchRL's INFO lines (buffer allocation...) from breaking the progress display."""
+    import torchrl  # noqa: F401 - torchrl sets its logger's level when imported; set ours after it
+
     logging.getLogger("torchrl").setLevel(logging.WARNING)
 
 
@@ -36,7 +38,9 @@ def make_logger(kind: str | None, output: Path, name: str) -> Any:
     try:
         return get_logger(kind, logger_name=str(output), experiment_name=name, **extra)
     except ImportError as exc:
-        raise ConfigError(f"logger {kind!r} needs an extra package: pip install 'rlte-plugins[{kind}]' ({exc})") from exc
+        raise ConfigError(
+            f"logger {kind!r} needs an extra package: pip install 'rlte-plugins[{kind}]' ({exc})"
+        ) from exc
 
 
 def build_agent(config: dict[str, Any]) -> Any:
@@ -44,7 +48,9 @@ def build_agent(config: dict[str, Any]) -> Any:
     agent_section = dict(config["agent"])
     agent_name = agent_section.pop("name")
     train = config["train"]
-    agent = make("agent", agent_name, env=dict(config["env"]), device=train["device"], seed=train["seed"], **agent_section)
+    agent = make(
+        "agent", agent_name, env=dict(config["env"]), device=train["device"], seed=train["seed"], **agent_section
+    )
     return agent.set(**{k: config[k] for k in COMPONENT_SECTIONS if k != "env" and config[k] is not None})
 
 
@@ -68,7 +74,9 @@ def run(config: dict[str, Any], name: str = "run") -> dict[str, Any]:
     eval_mean = statistics.fmean(returns) if returns else None
     if logger is not None and eval_mean is not None:
         logger.log_scalar("eval/episodic_return", eval_mean, step=agent.frames)
-    curve = plot_learning_curve(agent.history, output / "learning_curve.png", title=config.get("description") or name, eval_return=eval_mean)
+    curve = plot_learning_curve(
+        agent.history, output / "learning_curve.png", title=config.get("description") or name, eval_return=eval_mean
+    )
     summary = {
         "name": name,
         "frames": agent.frames,

@@ -27,17 +27,26 @@ def recipe_hparams():
 def test_learns_cartpole_within_a_small_cpu_budget():
     torch.set_num_threads(1)
     hparams, encoder = recipe_hparams()
-    agent = rlte_plugins.make("agent", "ppo", env="CartPole-v1", seed=1, **hparams).set(encoder=encoder)
+    agent = rlte_plugins.make("agent", "ppo", env="CartPole-v1", seed=0, **hparams).set(encoder=encoder)
     agent.train(total_frames=25_000, progress=False)
     returns = agent.evaluate(episodes=10)
-    # a random policy scores ~22; the recipe reaches 500 by ~20-40k frames
-    assert statistics.fmean(returns) >= 195, returns
+    # a random policy scores ~22 and an untrained one ~9-50; with its schedules compressed into 25k frames the
+    # recipe scored 470, 201 and 500 on seeds 0-2 (`rlte bench cartpole --frames 25000` shows the spread)
+    assert statistics.fmean(returns) >= 400, returns
 
 
 def test_set_accepts_names_mappings_and_instances():
     enc = rlte_plugins.make("encoder", "mlp", num_cells=[16])
-    agent = small().set(encoder=enc, policy="actor_critic", distribution={"name": "categorical", "init_gain": 0.1},
-                        storage="rollout").build()
+    agent = (
+        small()
+        .set(
+            encoder=enc,
+            policy="actor_critic",
+            distribution={"name": "categorical", "init_gain": 0.1},
+            storage="rollout",
+        )
+        .build()
+    )
     assert agent.components["encoder"] is enc and agent.components["distribution"].init_gain == 0.1
     with pytest.raises(rlte_plugins.ComponentArgumentError, match="already built"):
         agent.set(encoder="mlp")
@@ -84,11 +93,16 @@ def test_truncation_is_bootstrapped_and_termination_is_not():
 
 
 def test_mismatched_components_are_refused():
-    with pytest.raises(rlte_plugins.SpecMismatchError, match="encoder 'mnih_cnn' reads 'pixels' but the environment provides \\['observation'\\]"):
+    with pytest.raises(
+        rlte_plugins.SpecMismatchError,
+        match="encoder 'mnih_cnn' reads 'pixels' but the environment provides \\['observation'\\]",
+    ):
         small().set(encoder="mnih_cnn").build()
     with pytest.raises(rlte_plugins.SpecMismatchError, match="needs channels-first images .* use 'mlp'"):
         small().set(encoder={"name": "mnih_cnn", "in_keys": ["observation"]}).build()
-    with pytest.raises(rlte_plugins.SpecMismatchError, match="'diagonal_gaussian' needs a continuous .* use 'categorical'"):
+    with pytest.raises(
+        rlte_plugins.SpecMismatchError, match="'diagonal_gaussian' needs a continuous .* use 'categorical'"
+    ):
         small().set(distribution="diagonal_gaussian").build()
     with pytest.raises(rlte_plugins.SpecMismatchError, match="'categorical' needs one discrete action"):
         small("Pendulum-v1").set(distribution="categorical").build()
@@ -103,7 +117,7 @@ def test_save_load_roundtrip_resumes_training(tmp_path):
     raw = torch.load(path, weights_only=True)
     assert raw["counters"]["frames"] == 128
     loaded = PPO.load(path)
-    for a, b in zip(agent.policy.state_dict().values(), loaded.policy.state_dict().values()):
+    for a, b in zip(agent.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert loaded.optimizer.state_dict()["state"].keys() == agent.optimizer.state_dict()["state"].keys()
     assert loaded.evaluate(3) == agent.evaluate(3)
@@ -130,8 +144,12 @@ def test_corrupt_truncated_and_foreign_checkpoints_are_refused(tmp_path):
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
-    for name, fragment in [("truncated.pt", "corrupt or truncated"), ("garbage.pt", "corrupt or truncated"),
-                           ("foreign.pt", "not an rlte-plugins checkpoint"), ("missing.pt", "no checkpoint at")]:
+    for name, fragment in [
+        ("truncated.pt", "corrupt or truncated"),
+        ("garbage.pt", "corrupt or truncated"),
+        ("foreign.pt", "not an rlte-plugins checkpoint"),
+        ("missing.pt", "no checkpoint at"),
+    ]:
         with pytest.raises(rlte_plugins.CheckpointError, match=fragment):
             PPO.load(tmp_path / name)
 

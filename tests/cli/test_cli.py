@@ -37,9 +37,11 @@ def test_info_shows_signature_docstring_and_provider(capsys):
 
 
 def test_errors_exit_2_with_one_line():
-    for args, fragment in [(("info", "encoder", "mpl"), "did you mean 'mlp'"),
-                           (("list", "bogus", "x"), "unknown component kind 'bogus'"),
-                           (("train", "no_such_recipe"), "unknown recipe 'no_such_recipe'")]:
+    for args, fragment in [
+        (("info", "encoder", "mpl"), "did you mean 'mlp'"),
+        (("list", "bogus", "x"), "unknown component kind 'bogus'"),
+        (("train", "no_such_recipe"), "unknown recipe 'no_such_recipe'"),
+    ]:
         result = rlte(*args)
         assert result.returncode == 2
         assert result.stderr.startswith("error: ") and fragment in result.stderr
@@ -48,7 +50,9 @@ def test_errors_exit_2_with_one_line():
 
 def test_train_config_with_unknown_key_is_refused(tmp_path):
     config = tmp_path / "bad.yaml"
-    config.write_text(yaml.safe_dump({"agent": "ppo", "env": {"name": "gymnasium", "env_id": "CartPole-v1"}, "trian": {}}))
+    config.write_text(
+        yaml.safe_dump({"agent": "ppo", "env": {"name": "gymnasium", "env_id": "CartPole-v1"}, "trian": {}})
+    )
     result = rlte("train", "-f", str(config))
     assert result.returncode == 2 and "unknown key 'trian'" in result.stderr
     result = rlte("train", "ppo_cartpole", "--set", "agent.learning_rate=0.1")
@@ -57,8 +61,22 @@ def test_train_config_with_unknown_key_is_refused(tmp_path):
 
 def test_train_end_to_end_writes_run_directory(tmp_path):
     out = tmp_path / "run"
-    result = rlte("train", "ppo_cartpole", "--total-frames", "512", "--output", str(out), "--seed", "3",
-                  "--set", "agent.lr=3e-4", "--set", "train.eval_episodes=2", "--set", "encoder.num_cells=[16]")
+    result = rlte(
+        "train",
+        "ppo_cartpole",
+        "--total-frames",
+        "512",
+        "--output",
+        str(out),
+        "--seed",
+        "3",
+        "--set",
+        "agent.lr=3e-4",
+        "--set",
+        "train.eval_episodes=2",
+        "--set",
+        "encoder.num_cells=[16]",
+    )
     assert result.returncode == 0, result.stderr
     assert "final mean return over 2 evaluation episodes" in result.stdout
     assert "[train] frames 512/512" in result.stderr  # plain progress lines when not a TTY
@@ -66,7 +84,9 @@ def test_train_end_to_end_writes_run_directory(tmp_path):
     assert summary["frames"] == 512 and summary["config"]["agent"]["lr"] == 3e-4
     assert summary["config"]["train"]["seed"] == 3
     assert (out / "checkpoint.pt").stat().st_size > 0 and (out / "learning_curve.png").stat().st_size > 0
-    assert (out / "ppo_cartpole" / "scalars" / "charts" / "episodic_return.csv").read_text().strip()  # TorchRL's CSV logger
+    assert (
+        (out / "ppo_cartpole" / "scalars" / "charts" / "episodic_return.csv").read_text().strip()
+    )  # TorchRL's CSV logger
 
 
 def test_train_help_documents_every_key():

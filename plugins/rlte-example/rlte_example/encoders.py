@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,5 +51,10 @@ class ResidualMLPEncoder(VectorEncoder):
         build_now(self, observation_spec, None if in_features is None else (in_features,))
 
     def _make(self, shape: tuple[int, ...]) -> tuple[nn.Module, int]:
-        layers = [nn.Linear(shape[0], self.width), *[_Block(self.width) for _ in range(self.blocks)], nn.LayerNorm(self.width), nn.ReLU()]
+        layers = [
+            nn.Linear(shape[0], self.width),
+            *[_Block(self.width) for _ in range(self.blocks)],
+            nn.LayerNorm(self.width),
+            nn.ReLU(),
+        ]
         return nn.Sequential(*layers), self.width
