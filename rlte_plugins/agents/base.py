@@ -43,19 +43,22 @@ def _plain(value: Any) -> Any:
     return None
 
 
+def split_mapping(kind: str, choice: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``{"name": n, **kwargs}`` or ``{"name": n, "kwargs": {...}}`` (a checkpoint reference) -> ``(n, kwargs)``."""
+    if "name" not in choice:
+        raise ComponentArgumentError(f"a {kind} given as a mapping needs a 'name' key, got {dict(choice)}")
+    if set(choice) <= {"name", "kwargs"}:
+        return choice["name"], dict(choice.get("kwargs", {}))
+    return choice["name"], {k: v for k, v in choice.items() if k != "name"}
+
+
 def resolve_component(kind: str, choice: Any) -> Any:
     """An instance as is; a registry name or ``{"name": ..., **kwargs}`` made through the registry."""
     if isinstance(choice, str):
         return make(kind, choice)
     if isinstance(choice, Mapping):
-        if "name" not in choice:
-            raise ComponentArgumentError(f"a {kind} given as a mapping needs a 'name' key, got {dict(choice)}")
-        kwargs = (
-            dict(choice.get("kwargs", {}))
-            if set(choice) <= {"name", "kwargs"}
-            else {k: v for k, v in choice.items() if k != "name"}
-        )
-        return make(kind, choice["name"], **kwargs)
+        name, kwargs = split_mapping(kind, choice)
+        return make(kind, name, **kwargs)
     return choice
 
 
@@ -67,15 +70,11 @@ def make_env(env: Any, num_envs: int, seed: int | None, device: torch.device) ->
         names = {s.name for s in get_registry().specs("env")} | {s.qualified_name for s in get_registry().specs("env")}
         env = {"name": env} if env in names else {"name": "gymnasium", "env_id": env}
     if isinstance(env, Mapping):
-        spec = (
-            dict(env.get("kwargs", {}))
-            if set(env) <= {"name", "kwargs"}
-            else {k: v for k, v in env.items() if k != "name"}
-        )
+        name, spec = split_mapping("env", env)
         spec.setdefault("num_envs", num_envs)
         spec.setdefault("seed", seed)
         spec.setdefault("device", str(device))
-        return make("env", env["name"], **spec)
+        return make("env", name, **spec)
     raise ComponentArgumentError(
         f"env must be a TorchRL EnvBase, a registered env name, a gymnasium id or a mapping, got {type(env).__name__}"
     )

@@ -183,6 +183,11 @@ class PPO:
             self.components["reward"] = reward
         self.policy = policy
         frames_per_batch = self.frames_per_batch
+        if frames_per_batch % hp["num_minibatches"]:
+            raise ComponentArgumentError(
+                f"agent 'ppo': the env's {self.env.batch_size[0]} envs x num_steps {hp['num_steps']} = "
+                f"{frames_per_batch} frames per batch is not divisible by num_minibatches ({hp['num_minibatches']})"
+            )
         storage.build(frames_per_batch, frames_per_batch // hp["num_minibatches"], self.device)
         self.loss = ClipPPOLoss(
             policy.actor,
@@ -389,7 +394,10 @@ class PPO:
                     f"checkpoint {str(path)!r} was trained on an env not made by rlte_plugins.make: pass env=..."
                 )
             if env is None:
-                env_choice = {"name": env_choice["name"], **env_choice["kwargs"], "device": str(device)}
+                kwargs = dict(env_choice["kwargs"])
+                if "device" in kwargs:
+                    kwargs["device"] = str(device)
+                env_choice = {"name": env_choice["name"], **kwargs}
             agent = cls(env=env_choice, device=device, seed=data["seed"], **data["hparams"])
             choices = {}
             for kind in COMPONENTS:

@@ -157,3 +157,9 @@ def test_corrupt_truncated_and_foreign_checkpoints_are_refused(tmp_path):
 def test_evaluate_returns_one_return_per_episode():
     returns = small().evaluate(episodes=5, deterministic=False)
     assert len(returns) == 5 and all(r >= 1 for r in returns)
+
+
+def test_minibatches_must_divide_the_batch_of_a_given_env():
+    env = rlte_plugins.make("env", "gymnasium", env_id="CartPole-v1", num_envs=3)
+    with pytest.raises(rlte_plugins.ComponentArgumentError, match="3 envs x num_steps 16 = 48 frames"):
+        PPO(env=env, num_envs=4, num_steps=16, num_minibatches=32).build()
