@@ -131,6 +131,11 @@ class PPO:
         _seed_everything(self.seed)
         self.env = make_env(env, num_envs, self.seed, self.device)
         check_batched(self.env, "agent 'ppo'")
+        if self.frames_per_batch % self.hparams["num_minibatches"]:
+            raise ComponentArgumentError(
+                f"agent 'ppo': the env's {self.env.batch_size[0]} envs x num_steps {num_steps} = "
+                f"{self.frames_per_batch} frames per batch is not divisible by num_minibatches ({num_minibatches})"
+            )
         self._eval_env_choice = eval_env
         self._eval_env: EnvBase | None = None
         self._choices: dict[str, Any] = {k: None for k in COMPONENTS}
@@ -183,11 +188,6 @@ class PPO:
             self.components["reward"] = reward
         self.policy = policy
         frames_per_batch = self.frames_per_batch
-        if frames_per_batch % hp["num_minibatches"]:
-            raise ComponentArgumentError(
-                f"agent 'ppo': the env's {self.env.batch_size[0]} envs x num_steps {hp['num_steps']} = "
-                f"{frames_per_batch} frames per batch is not divisible by num_minibatches ({hp['num_minibatches']})"
-            )
         storage.build(frames_per_batch, frames_per_batch // hp["num_minibatches"], self.device)
         self.loss = ClipPPOLoss(
             policy.actor,
@@ -452,11 +452,6 @@ class PPO:
         if hp["critic_loss"] not in ("l1", "l2", "smooth_l1"):
             raise ComponentArgumentError(
                 f"agent 'ppo': critic_loss must be 'l1', 'l2' or 'smooth_l1', got {hp['critic_loss']!r}"
-            )
-        if (hp["num_envs"] * hp["num_steps"]) % hp["num_minibatches"]:
-            raise ComponentArgumentError(
-                f"agent 'ppo': num_envs * num_steps ({hp['num_envs'] * hp['num_steps']}) must be divisible by "
-                f"num_minibatches ({hp['num_minibatches']})"
             )
 
     def __repr__(self) -> str:

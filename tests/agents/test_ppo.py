@@ -163,3 +163,6 @@ def test_minibatches_must_divide_the_batch_of_a_given_env():
     env = rlte_plugins.make("env", "gymnasium", env_id="CartPole-v1", num_envs=3)
     with pytest.raises(rlte_plugins.ComponentArgumentError, match="3 envs x num_steps 16 = 48 frames"):
         PPO(env=env, num_envs=4, num_steps=16, num_minibatches=32).build()
+    # the env's real batch decides, not the num_envs hyperparameter: 6 x 16 = 96 splits into 3 minibatches
+    six = rlte_plugins.make("env", "gymnasium", env_id="CartPole-v1", num_envs=6)
+    assert PPO(env=six, num_steps=16, num_minibatches=3).build().components["storage"].minibatch_size == 32
