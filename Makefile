@@ -5,7 +5,18 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench lint clean venv
+# Debian runtime libraries of the environment families: Qt5 for Procgen (EnvPool), EGL/Mesa for DeepMind
+# Control pixels. Installed when running as root with apt (CI, containers); otherwise `rlte doctor` says what is
+# missing and the exact command.
+APT_PACKAGES = libqt5gui5 libegl1 libgl1 libgl1-mesa-dri
+
+.PHONY: run test bench bench-envs doctor lint clean venv system-deps
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	else echo "not root or no apt-get: install $(APT_PACKAGES) yourself for Procgen and DMC pixels"; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +27,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: system-deps $(STAMP)
 	$(PY) recipes/ppo_cartpole.py
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(VENV)/bin/rlte bench cartpole
+
+bench-envs: system-deps $(STAMP)
+	$(VENV)/bin/rlte bench envs
+
+doctor: $(STAMP)
+	$(VENV)/bin/rlte doctor
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rlte_plugins recipes tests plugins

@@ -11,6 +11,18 @@ from rlte_plugins.hookspecs import Register, hookimpl
 @hookimpl
 def register_envs(register: Register) -> None:
     register("gymnasium", "rlte_plugins.envs.gymnasium:GymnasiumEnv", tags=("vector", "pixels", "cpu"))
+    register("atari", "rlte_plugins.envs.atari:make_atari", tags=("pixels", "discrete", "envpool", "cpu"))
+    register("procgen", "rlte_plugins.envs.procgen:make_procgen", tags=("pixels", "discrete", "envpool", "cpu"))
+    register("dmc", "rlte_plugins.envs.dmc:make_dmc", tags=("vector", "pixels", "continuous", "cpu"))
+    register("minigrid", "rlte_plugins.envs.minigrid:make_minigrid", tags=("vector", "discrete", "envpool", "cpu"))
+    register("bullet", "rlte_plugins.envs.bullet:make_bullet", tags=("vector", "continuous", "cpu"))
+    register("rl8", "rlte_plugins.envs.rl8:Rl8Env", tags=("device", "adapter"))
+    torch_native = "rlte_plugins.envs.torch_native.tasks"
+    register("dummy_discrete", f"{torch_native}:DummyDiscrete", tags=("vector", "discrete", "device"))
+    register("dummy_continuous", f"{torch_native}:DummyContinuous", tags=("vector", "continuous", "device"))
+    register("torch_cartpole", f"{torch_native}:TorchCartPole", tags=("vector", "discrete", "device"))
+    register("torch_pendulum", f"{torch_native}:TorchPendulum", tags=("vector", "continuous", "device"))
+    register("torch_mountain_car", f"{torch_native}:TorchMountainCar", tags=("vector", "discrete", "device"))
 
 
 @hookimpl

@@ -108,6 +108,20 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--eval-episodes", type=int, default=20, help="deterministic evaluation episodes per seed")
     b.add_argument("--workers", type=int, help="parallel worker processes (default: min(seeds, CPUs))")
     b.set_defaults(func=cmd_bench_cartpole)
+    b = bench.add_parser("envs", help="steps/s of each env family, beside raw EnvPool in the same run")
+    b.add_argument("families", nargs="*", help="families to run (default: all whose backend is installed)")
+    b.add_argument("--num-envs", type=int, nargs="+", default=[8, 64, 256], help="batch sizes")
+    b.add_argument("--seconds", type=float, default=3.0, help="timed seconds per figure (after a warm-up)")
+    b.add_argument("--device", default="cpu", help="device of the output tensors")
+    b.set_defaults(func=cmd_bench_envs)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check every environment backend and system library",
+        description="Check every optional backend (really running it where that is cheap) and print the fix.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
@@ -222,6 +236,35 @@ def cmd_bench_cartpole(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.cartpole import benchmark
 
     benchmark(args.recipe, args.seeds, args.frames, args.eval_episodes, args.workers)
+    return 0
+
+
+def cmd_bench_envs(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.envs import benchmark
+
+    benchmark(args.families or None, args.num_envs, args.seconds, args.device)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from rlte_plugins.envs.backends import BACKENDS, check
+
+    rows = []
+    for name, backend in BACKENDS.items():
+        ok, detail = check(name)
+        rows.append({"backend": name, "ok": ok, "purpose": backend.purpose, "detail": detail,
+                     "fix": None if ok else backend.fix()})  # fmt: skip
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        mark = "ok     " if row["ok"] else "MISSING"
+        print(f"{mark} {row['backend']:<12} {row['purpose']}")
+        print(f"        {row['detail']}")
+        if not row["ok"]:
+            print(f"        fix: {row['fix']}")
+    missing = sum(not r["ok"] for r in rows)
+    print(f"{len(rows) - missing} of {len(rows)} backends work" + (f"; {missing} missing" if missing else ""))
     return 0
 
 

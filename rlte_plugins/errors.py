@@ -47,3 +47,7 @@ class ConfigError(RlteError, ValueError):
 
     def __str__(self) -> str:
         return self.args[0] if self.args else ""
+
+
+class MissingDependencyError(RlteError, ImportError):
+    """An optional backend (a Python package or a system library) that is not installed; says what to install."""

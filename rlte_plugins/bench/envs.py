@@ -1,0 +1,121 @@
+"""Environment throughput: steps/s of each family through rlte's TorchRL envs, beside raw EnvPool in the same run.
+
+Each row steps the env with uniformly random actions (sampled once per step from the action spec, on the env's
+device) for a fixed wall-clock budget after a warm-up. ``rlte`` is the env as agents see it: ``env.step`` plus
+``step_mdp`` plus the partial resets of finished envs (``step_and_maybe_reset``), with exact transitions.
+``raw`` is EnvPool's own ``step`` on numpy actions with its next-step auto-reset, the fastest it goes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlte_plugins.envs.backends import check
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    label: str
+    kwargs: dict[str, Any]
+    backend: str  # which backend check must pass to run it
+    raw: tuple[str, dict[str, Any]] | None = None  # EnvPool task id and options for the raw rate
+
+
+CASES = (
+    Case("atari", "Pong", {"game": "Pong", "backend": "envpool"}, "envpool",
+         ("Pong-v5", {"episodic_life": False, "reward_clip": False, "repeat_action_probability": 0.25})),
+    Case("atari", "Pong (gymnasium)", {"game": "Pong", "backend": "gymnasium"}, "ale-py"),
+    Case("procgen", "coinrun", {"game": "coinrun", "backend": "envpool"}, "procgen-qt5", ("CoinrunEasy-v0", {})),
+    Case("dmc", "cartpole_balance (state)", {"task": "cartpole_balance", "backend": "envpool"}, "envpool",
+         ("CartpoleBalance-v1", {})),
+    Case("dmc", "cartpole_balance (pixels)", {"task": "cartpole_balance", "from_pixels": True}, "dmc-egl"),
+    Case("minigrid", "Empty-8x8", {"task": "Empty-8x8", "backend": "envpool"}, "envpool",
+         ("MiniGrid-Empty-8x8-v0", {})),
+    Case("minigrid", "DoorKey-8x8 (one_hot)", {"task": "DoorKey-8x8", "observation": "one_hot"}, "minigrid"),
+    Case("bullet", "Hopper", {"task": "Hopper"}, "pybullet"),
+    Case("gymnasium", "CartPole-v1", {"env_id": "CartPole-v1"}, "envpool", ("CartPole-v1", {})),
+    Case("torch_cartpole", "torch_cartpole", {}, ""),
+    Case("dummy_discrete", "dummy_discrete", {}, ""),
+)  # fmt: skip
+
+
+def _timed(step: Callable[[], int], seconds: float, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        step()
+    frames, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        frames += step()
+    return frames / (time.perf_counter() - start)
+
+
+def rlte_rate(case: Case, num_envs: int, seconds: float, device: str) -> float:
+    import rlte_plugins
+
+    env = rlte_plugins.make("env", case.family, num_envs=num_envs, seed=0, device=device, **case.kwargs)
+    td = env.reset()
+
+    def step() -> int:
+        nonlocal td
+        td.set("action", env.action_spec.rand())
+        _, td = env.step_and_maybe_reset(td)
+        return num_envs
+
+    try:
+        return _timed(step, seconds)
+    finally:
+        env.close()
+
+
+def raw_rate(task: str, options: dict[str, Any], num_envs: int, seconds: float) -> float:
+    import envpool
+
+    pool = envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=0, **options)
+    pool.reset()
+    space = pool.action_space
+    rng = np.random.default_rng(0)
+
+    def step() -> int:
+        if hasattr(space, "n"):
+            action = rng.integers(0, space.n, num_envs)
+        else:
+            action = rng.uniform(space.low, space.high, (num_envs, *space.shape)).astype(space.dtype)
+        pool.step(action)
+        return num_envs
+
+    try:
+        return _timed(step, seconds)
+    finally:
+        pool.close()
+
+
+def benchmark(
+    families: list[str] | None, num_envs: list[int], seconds: float, device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """Print one table row per (case, num_envs) and return the rows."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"device {device}, {seconds:g} s per figure, random actions; torch {torch.__version__}")
+    print(f"{'family':<16}{'case':<28}{'envs':>6}{'rlte steps/s':>15}{'raw steps/s':>14}{'overhead':>10}")
+    rows = []
+    for case in CASES:
+        if families and case.family not in families:
+            continue
+        if case.backend:
+            ok, detail = check(case.backend)
+            if not ok:
+                print(f"{case.family:<16}{case.label:<28}  skipped: backend {case.backend} missing ({detail})")
+                continue
+        for n in num_envs:
+            ours = rlte_rate(case, n, seconds, device)
+            raw = raw_rate(*case.raw, n, seconds) if case.raw and device == "cpu" else None
+            over = f"{100 * (1 - ours / raw):.1f}%" if raw else "-"
+            raw_s = f"{raw:,.0f}" if raw else "-"
+            print(f"{case.family:<16}{case.label:<28}{n:>6}{ours:>15,.0f}{raw_s:>14}{over:>10}", flush=True)
+            rows.append({"family": case.family, "case": case.label, "num_envs": n, "rlte": ours, "raw": raw})
+    return rows

@@ -1,0 +1,289 @@
+"""What every host-side (numpy-stepped) rlte environment shares: specs from gymnasium spaces, exact resets,
+episode statistics, reward clipping and the output TensorDict.
+
+Subclasses supply two methods over the whole batch, :meth:`BatchedEnv._backend_reset` and
+:meth:`BatchedEnv._backend_step`; everything the consumers see (keys, dtypes, shapes, ``[B, 1]`` flags,
+``episode_reward``/``episode_length``/``episode_end``) is built here once for every family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Binary, Bounded, Categorical, Composite, MultiCategorical, TensorSpec, Unbounded
+from torchrl.envs import EnvBase
+
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+
+#: Keys every rlte environment writes besides its observations.
+EPISODE_RETURN_KEY = "episode_reward"
+EPISODE_LENGTH_KEY = "episode_length"
+#: True where the *real* episode ended: a game over under episodic life, otherwise the same as ``done``.
+EPISODE_END_KEY = "episode_end"
+
+Converter = Callable[[np.ndarray], torch.Tensor]
+
+
+def check_num_envs(family: str, num_envs: Any) -> int:
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        raise ComponentArgumentError(f"env {family!r}: num_envs must be a positive int, got {num_envs!r}")
+    return num_envs
+
+
+def check_choice(family: str, arg: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    if value not in choices:
+        raise ComponentArgumentError(
+            f"env {family!r}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
+    return value
+
+
+def _pixels_converter(layout: str) -> Converter:
+    if layout == "hwc":
+        return lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return lambda x: torch.from_numpy(np.ascontiguousarray(x))
+
+
+class BatchedEnv(EnvBase):
+    """Base of the numpy-backed batched envs (gymnasium vector envs, EnvPool, dm_control, ...).
+
+    Args:
+        family: registry name, used in every error message.
+        num_envs: batch size.
+        device: where the output tensors live.
+        observation_space / action_space: the *single* sub-environment's gymnasium spaces.
+        pixel_layout: ``"hwc"`` or ``"chw"``: how 3-D ``uint8`` observations arrive (outputs are always CHW).
+        clip_actions: clip ``Box`` actions into bounds before stepping (the log-probability keeps the sample).
+        clip_rewards: write ``sign(reward)`` into ``"reward"`` (training only); the episode statistics keep
+            the raw rewards, so logged returns are the game's score.
+        vector_keys: ``Dict`` sub-spaces of floats to concatenate, in this order, into one ``"observation"``
+            vector (DeepMind Control's position/velocity/...), instead of one key each; ``"all"``: every one.
+        rename: output key for a ``Dict`` sub-space (or for the default ``"pixels"``/``"observation"``).
+        episodic_life: a step where the backend's ``info["life_lost"]`` is set (and the game is not over) is
+            written ``terminated``, but the env is not reset: the game continues, and the episode statistics
+            and ``"episode_end"`` follow the whole game.
+    """
+
+    def __init__(
+        self,
+        *,
+        family: str,
+        num_envs: int,
+        device: str | torch.device,
+        observation_space: Any,
+        action_space: Any,
+        pixel_layout: str = "hwc",
+        clip_actions: bool = True,
+        clip_rewards: bool = False,
+        vector_keys: tuple[str, ...] | str | None = None,
+        rename: dict[str, str] | None = None,
+        episodic_life: bool = False,
+    ) -> None:
+        self.family = family
+        self.num_envs = check_num_envs(family, num_envs)
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        self.clip_actions = clip_actions
+        self.clip_rewards = clip_rewards
+        self._pixel_layout = pixel_layout
+        self._vector_keys = vector_keys
+        self._rename = dict(rename or {})
+        self.episodic_life = episodic_life
+        self._obs_converters = self._build_observation_spec(observation_space)
+        self._build_action_spec(action_space)
+        self.reward_spec = Unbounded(shape=(num_envs, 1), dtype=torch.float32, device=self.device)
+        flag = Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=self.device)
+        self.done_spec = Composite(
+            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(num_envs,), device=self.device
+        )
+        self._returns = np.zeros(num_envs, dtype=np.float64)
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._continuing = np.zeros(num_envs, dtype=bool)
+        self._last_obs: Any = None
+        self._false = torch.zeros(num_envs, 1, dtype=torch.bool)
+
+    # -- specs ------------------------------------------------------------------------------------------
+    def _build_observation_spec(self, space: Any) -> list[tuple[str, str | None, Converter]]:
+        from gymnasium import spaces
+
+        B, dev = self.num_envs, self.device
+        specs: dict[str, TensorSpec] = {}
+        converters: list[tuple[str, str | None, Converter]] = []
+        if isinstance(space, spaces.Dict) and self._vector_keys == "all":
+            self._vector_keys = tuple(space.spaces)
+        if isinstance(space, spaces.Dict) and self._vector_keys is not None:
+            missing = [k for k in self._vector_keys if k not in space.spaces]
+            if missing:
+                raise SpecMismatchError(f"env {self.family!r}: observation keys {missing} not in {space}")
+            sizes = [int(np.prod(space.spaces[k].shape)) for k in self._vector_keys]
+            specs["observation"] = Unbounded(shape=(B, sum(sizes)), dtype=torch.float32, device=dev)
+            keys = self._vector_keys
+            converters.append(
+                (
+                    "observation",
+                    "*",
+                    lambda obs: torch.from_numpy(
+                        np.concatenate([np.asarray(obs[k], np.float32).reshape(B, -1) for k in keys], axis=1)
+                    ),
+                )
+            )
+            # other sub-spaces are dropped unless asked for by name (through ``rename``)
+            items = [(k, s) for k, s in space.spaces.items() if k not in keys and k in self._rename]
+        elif isinstance(space, spaces.Dict):
+            items = list(space.spaces.items())
+        else:
+            items = [(None, space)]
+        for key, sub in items:
+            if isinstance(sub, spaces.Box) and sub.dtype == np.uint8 and len(sub.shape) in (2, 3):
+                name = self._rename.get(key, key or "pixels")
+                shape = sub.shape
+                if len(shape) == 2:
+                    specs[name] = Bounded(0, 255, shape=(B, 1, *shape), dtype=torch.uint8, device=dev)
+                    convert: Converter = lambda x: torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1)  # noqa: E731
+                else:
+                    c, h, w = (shape[2], shape[0], shape[1]) if self._pixel_layout == "hwc" else shape
+                    specs[name] = Bounded(0, 255, shape=(B, c, h, w), dtype=torch.uint8, device=dev)
+                    convert = _pixels_converter(self._pixel_layout)
+            elif isinstance(sub, spaces.Box):
+                name = self._rename.get(key, key or "observation")
+                specs[name] = Unbounded(shape=(B, *sub.shape), dtype=torch.float32, device=dev)
+                convert = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+            elif isinstance(sub, spaces.Discrete):
+                name = self._rename.get(key, key or "observation")
+                n, start = int(sub.n), int(sub.start)
+                specs[name] = Unbounded(shape=(B, n), dtype=torch.float32, device=dev)
+                convert = lambda x, n=n, s=start: torch.nn.functional.one_hot(  # noqa: E731
+                    torch.as_tensor(np.asarray(x, np.int64) - s), n
+                ).float()
+            else:
+                raise SpecMismatchError(
+                    f"env {self.family!r}: observation space {sub} is not supported (Box, Discrete or a Dict of them)"
+                )
+            converters.append((name, key, convert))
+        specs[EPISODE_RETURN_KEY] = Unbounded(shape=(B, 1), dtype=torch.float32, device=dev)
+        specs[EPISODE_LENGTH_KEY] = Unbounded(shape=(B, 1), dtype=torch.int64, device=dev)
+        specs[EPISODE_END_KEY] = Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev)
+        self.observation_spec = Composite(specs, shape=(B,), device=dev)
+        return converters
+
+    def _build_action_spec(self, space: Any) -> None:
+        from gymnasium import spaces
+
+        B, dev = self.num_envs, self.device
+        self._action_offset = 0
+        self._action_bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self._action_dtype: Any = None
+        if isinstance(space, spaces.Discrete):
+            self._action_offset = int(space.start)
+            spec: TensorSpec = Categorical(int(space.n), shape=(B,), dtype=torch.int64, device=dev)
+            self._action_dtype = space.dtype
+        elif isinstance(space, spaces.Box):
+            low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+            self._action_dtype = space.dtype
+            if np.isfinite(low).all() and np.isfinite(high).all():
+                spec = Bounded(
+                    torch.as_tensor(low).expand(B, *space.shape),
+                    torch.as_tensor(high).expand(B, *space.shape),
+                    shape=(B, *space.shape),
+                    dtype=torch.float32,
+                    device=dev,
+                )
+                self._action_bounds = (low, high)
+            else:
+                spec = Unbounded(shape=(B, *space.shape), dtype=torch.float32, device=dev)
+        elif isinstance(space, spaces.MultiDiscrete):
+            spec = MultiCategorical(
+                torch.as_tensor(space.nvec).tolist(), shape=(B, len(space.nvec)), dtype=torch.int64, device=dev
+            )
+        elif isinstance(space, spaces.MultiBinary):
+            spec = Binary(n=int(np.prod(space.shape)), shape=(B, *space.shape), dtype=torch.int64, device=dev)
+        else:
+            raise SpecMismatchError(
+                f"env {self.family!r}: action space {space} is not supported "
+                "(Discrete, Box, MultiDiscrete or MultiBinary)"
+            )
+        self.action_spec = spec
+
+    # -- what subclasses implement -----------------------------------------------------------------------
+    def _backend_reset(self, mask: np.ndarray | None) -> Any:
+        """Start new episodes in every env (``mask is None``, seeding a pending seed) or where ``mask``;
+        return the whole batch's observation."""
+        raise NotImplementedError
+
+    def _backend_step(self, action: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, Any]:
+        """Step every env; return ``(obs, reward, terminated, truncated, info)`` for the whole batch."""
+        raise NotImplementedError
+
+    # -- TorchRL ------------------------------------------------------------------------------------------
+    def _observations(self, obs: Any) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, key, convert in self._obs_converters:
+            out[name] = convert(obs if key is None or key == "*" else obs[key])
+        return out
+
+    def _stats(self, ended: np.ndarray) -> dict[str, torch.Tensor]:
+        return {
+            EPISODE_RETURN_KEY: torch.from_numpy(self._returns.astype(np.float32)).unsqueeze(-1),
+            EPISODE_LENGTH_KEY: torch.from_numpy(self._lengths.copy()).unsqueeze(-1),
+            EPISODE_END_KEY: torch.from_numpy(ended.copy()).unsqueeze(-1),
+        }
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        reset = None if tensordict is None else tensordict.get("_reset", None)
+        if reset is None:  # a full reset always starts new episodes
+            fresh = np.ones(self.num_envs, dtype=bool)
+            obs = self._backend_reset(None)
+        else:
+            # an env whose last step lost a life (done, but the game goes on) continues from where it is
+            fresh = reset.reshape(self.num_envs).cpu().numpy() & ~self._continuing
+            obs = self._backend_reset(fresh) if fresh.any() else self._last_obs
+        self._last_obs = obs
+        self._continuing[:] = False
+        self._returns[fresh] = 0.0
+        self._lengths[fresh] = 0
+        out = {**self._observations(obs), **self._stats(np.zeros(self.num_envs, bool))}
+        out.update(done=self._false, terminated=self._false.clone(), truncated=self._false.clone())
+        return TensorDict(out, batch_size=self.batch_size).to(self.device, non_blocking=True)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.get("action").detach().cpu().numpy()
+        if self._action_offset:
+            action = action + self._action_offset
+        if self.clip_actions and self._action_bounds is not None:
+            action = np.clip(action, *self._action_bounds)
+        if self._action_dtype is not None and action.dtype != self._action_dtype:
+            action = action.astype(self._action_dtype)
+        obs, reward, terminated, truncated, info = self._backend_step(action)
+        reward = np.asarray(reward, dtype=np.float64).reshape(self.num_envs)
+        terminated = np.asarray(terminated, dtype=bool).reshape(self.num_envs)
+        truncated = np.asarray(truncated, dtype=bool).reshape(self.num_envs) & ~terminated
+        self._returns += reward
+        self._lengths += 1
+        ended = terminated | truncated
+        if self.episodic_life:
+            self._continuing = np.asarray(info["life_lost"], dtype=bool).reshape(self.num_envs) & ~ended
+            terminated = terminated | self._continuing
+        self._last_obs = obs
+        term = torch.from_numpy(terminated).unsqueeze(-1)
+        trunc = torch.from_numpy(truncated).unsqueeze(-1)
+        written = np.sign(reward) if self.clip_rewards else reward
+        out = {**self._observations(obs), **self._stats(ended)}
+        out.update(
+            reward=torch.from_numpy(written.astype(np.float32)).unsqueeze(-1),
+            done=term | trunc,
+            terminated=term,
+            truncated=trunc,
+        )
+        return TensorDict(out, batch_size=self.batch_size).to(self.device, non_blocking=True)
+
+
+def merge_rows(full: Any, part: Any, rows: np.ndarray) -> Any:
+    """Write ``part`` (observations of the envs at ``rows``) into a copy of the batch observation ``full``."""
+    if isinstance(full, dict):
+        return {k: merge_rows(full[k], part[k], rows) for k in full}
+    out = np.array(full, copy=True)
+    out[rows] = part
+    return out

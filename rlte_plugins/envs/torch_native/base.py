@@ -1,0 +1,155 @@
+"""The base of the torch-native envs: state tensors on the device, masked partial resets, no host syncs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Categorical, Composite, TensorSpec, Unbounded
+from torchrl.envs import EnvBase
+
+from rlte_plugins.envs.core import EPISODE_END_KEY, EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, check_num_envs
+from rlte_plugins.errors import ComponentArgumentError
+
+
+class TorchEnv(EnvBase):
+    """A batch of ``num_envs`` copies of one task, stepped by tensor operations on ``device``.
+
+    Subclasses set ``name``, ``obs_dim``, ``default_max_steps`` and implement :meth:`action_spec_for`,
+    :meth:`initial_state` (``n`` fresh states) and :meth:`dynamics` (``state, action -> state, reward,
+    terminated``); observations are :meth:`observe` of the state. Resets, time limits (``truncated``, never
+    ``terminated``) and episode statistics are shared. Nothing in ``reset``/``step`` reads a value back to the
+    host, so a step costs no synchronisation on a GPU.
+
+    Args:
+        num_envs: batch size.
+        seed: seeds this env's own ``torch.Generator`` (``None`` draws one).
+        device: where the state lives.
+        max_episode_steps: episodes are truncated after this many steps (``None``: the task's default; 0: never).
+    """
+
+    name = "torch"
+    obs_dim = 1
+    default_max_steps: int | None = None
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+    ) -> None:
+        check_num_envs(self.name, num_envs)
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        if max_episode_steps is None:
+            max_episode_steps = self.default_max_steps or 0
+        if not isinstance(max_episode_steps, int) or max_episode_steps < 0:
+            raise ComponentArgumentError(
+                f"env {self.name!r}: max_episode_steps must be a non-negative int, got {max_episode_steps!r}"
+            )
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        B, dev = num_envs, self.device
+        self.observation_spec = Composite(
+            observation=Unbounded(shape=(B, self.obs_dim), dtype=torch.float32, device=dev),
+            **{
+                EPISODE_RETURN_KEY: Unbounded(shape=(B, 1), dtype=torch.float32, device=dev),
+                EPISODE_LENGTH_KEY: Unbounded(shape=(B, 1), dtype=torch.int64, device=dev),
+                EPISODE_END_KEY: Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev),
+            },
+            shape=(B,),
+        )
+        self.action_spec = self.action_spec_for(B, dev)
+        self.reward_spec = Unbounded(shape=(B, 1), dtype=torch.float32, device=dev)
+        flag = Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev)
+        self.done_spec = Composite(done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(B,))
+        self._gen = torch.Generator(device=dev)
+        self._set_seed(seed)
+        self.state = self.initial_state(B)
+        self._returns = torch.zeros(B, 1, device=dev)
+        self._lengths = torch.zeros(B, 1, dtype=torch.int64, device=dev)
+
+    # -- the task -------------------------------------------------------------------------------------------
+    def action_spec_for(self, num_envs: int, device: torch.device) -> TensorSpec:
+        raise NotImplementedError
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dynamics(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def observe(self, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+    def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        """Uniform samples from this env's generator."""
+        u = torch.rand(*shape, generator=self._gen, device=self.device)
+        return u * (high - low) + low
+
+    # -- TorchRL --------------------------------------------------------------------------------------------
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        reset = None if tensordict is None else tensordict.get("_reset", None)
+        fresh = self.initial_state(self.num_envs)
+        if reset is None:
+            self.state = fresh
+            self._returns.zero_()
+            self._lengths.zero_()
+        else:
+            mask = reset.reshape(self.num_envs, 1)
+            self.state = torch.where(mask, fresh, self.state)
+            self._returns.masked_fill_(mask, 0.0)
+            self._lengths.masked_fill_(mask, 0)
+        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        return TensorDict(
+            {
+                "observation": self.observe(self.state),
+                EPISODE_RETURN_KEY: self._returns.clone(),
+                EPISODE_LENGTH_KEY: self._lengths.clone(),
+                EPISODE_END_KEY: false,
+                "done": false,
+                "terminated": false,
+                "truncated": false,
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        self.state, reward, terminated = self.dynamics(self.state, tensordict.get("action"))
+        reward = reward.reshape(self.num_envs, 1).to(torch.float32)
+        terminated = terminated.reshape(self.num_envs, 1)
+        self._returns += reward
+        self._lengths += 1
+        if self.max_episode_steps:
+            truncated = (self._lengths >= self.max_episode_steps) & ~terminated
+        else:
+            truncated = torch.zeros_like(terminated)
+        done = terminated | truncated
+        return TensorDict(
+            {
+                "observation": self.observe(self.state),
+                "reward": reward,
+                EPISODE_RETURN_KEY: self._returns.clone(),
+                EPISODE_LENGTH_KEY: self._lengths.clone(),
+                EPISODE_END_KEY: done,
+                "done": done,
+                "terminated": terminated,
+                "truncated": truncated,
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def _set_seed(self, seed: int | None) -> None:
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self._gen.manual_seed(int(seed))
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_envs={self.num_envs}, device={self.device}, "
+            f"max_episode_steps={self.max_episode_steps})"
+        )
