@@ -10,6 +10,8 @@ STAMP   = $(VENV)/.installed
 # missing and the exact command.
 APT_PACKAGES = libqt5gui5 libegl1 libgl1 libgl1-mesa-dri
 
+
+.PHONY: test-robosuite
 .PHONY: run test bench bench-envs doctor lint clean venv system-deps
 
 system-deps:
@@ -30,8 +32,20 @@ venv: $(STAMP)
 run: system-deps $(STAMP)
 	$(PY) recipes/ppo_cartpole.py
 
-test: system-deps $(STAMP)
+test: system-deps $(STAMP) test-robosuite
 	$(PY) -m pytest -q
+
+# robosuite needs mujoco 3.3 while dm_control needs 3.17: its plugin is tested in a virtualenv of its own
+RS_VENV = .venv-robosuite
+$(RS_VENV)/.installed: pyproject.toml plugins/rlte-robosuite/pyproject.toml
+	$(PYTHON) -m venv $(RS_VENV)
+	$(RS_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(RS_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(RS_VENV)/bin/python -m pip install --quiet pytest -e . -e ./plugins/rlte-robosuite
+	touch $@
+
+test-robosuite: $(RS_VENV)/.installed
+	$(RS_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir plugins/rlte-robosuite -c plugins/rlte-robosuite/pyproject.toml plugins/rlte-robosuite/tests
 
 bench: $(STAMP)
 	$(VENV)/bin/rlte bench cartpole
@@ -46,4 +60,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check rlte_plugins recipes tests plugins
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(RS_VENV) runs build *.egg-info

@@ -106,7 +106,9 @@ def run_episodes(
     """Return of the first episode of each sub-env after a reset, in rounds until ``episodes`` are done.
 
     Taking each env's first episode (never "the first N to finish") keeps short episodes from being
-    over-represented.
+    over-represented. Where the env reports ``"episode_end"`` and ``"episode_reward"`` (every rlte env), the
+    return is the env's own episode score at the real end: a lost life under episodic life does not end it,
+    and clipped training rewards do not change it.
     """
     mode = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
     returns: list[float] = []
@@ -116,12 +118,20 @@ def run_episodes(
             td: TensorDictBase = env.reset()
             finished = torch.zeros(n, dtype=torch.bool, device=env.device)
             total = torch.zeros(n, dtype=torch.float64, device=env.device)
+            keys = env.observation_spec.keys()
+            scored = "episode_end" in keys and "episode_reward" in keys
             for _ in range(max_steps):
                 td = actor(td)
                 td, next_td = env.step_and_maybe_reset(td)
-                reward = td.get(("next", "reward")).reshape(n).double()
-                total += torch.where(finished, torch.zeros_like(reward), reward)
-                finished |= td.get(("next", "done")).reshape(n)
+                if scored:
+                    end = td.get(("next", "episode_end")).reshape(n)
+                    score = td.get(("next", "episode_reward")).reshape(n).double()
+                    total = torch.where(end & ~finished, score, total)
+                    finished |= end
+                else:
+                    reward = td.get(("next", "reward")).reshape(n).double()
+                    total += torch.where(finished, torch.zeros_like(reward), reward)
+                    finished |= td.get(("next", "done")).reshape(n)
                 if bool(finished.all()):
                     break
                 td = next_td

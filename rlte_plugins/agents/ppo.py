@@ -291,7 +291,9 @@ class PPO:
                 if float(out["kl_approx"].mean()) > hp["target_kl"]:
                     break
         stats = {k: float(v / count) for k, v in totals.items()}
-        done = batch.get(("next", "done")).squeeze(-1)
+        # a finished *game* (under Atari's episodic life a lost life is done, but the game goes on)
+        end_key = ("next", "episode_end") if ("next", "episode_end") in batch.keys(True) else ("next", "done")
+        done = batch.get(end_key).squeeze(-1)
         stats["learning_rate"] = lr
         if intrinsic is not None:
             stats["intrinsic_reward"] = intrinsic

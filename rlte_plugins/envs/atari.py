@@ -18,7 +18,8 @@ FAMILY = "atari"
 
 
 def game_name(game: str) -> str:
-    """``"pong"``, ``"Pong"``, ``"Pong-v5"``, ``"ALE/Pong-v5"``, ``"space_invaders"`` -> ``"Pong"``, ``"SpaceInvaders"``."""
+    """The ALE game name: ``"pong"``, ``"Pong-v5"``, ``"ALE/Pong-v5"`` -> ``"Pong"``; ``"space_invaders"`` ->
+    ``"SpaceInvaders"``."""
     name = re.sub(r"^ALE/|-v\d+$|NoFrameskip|Deterministic", "", game.strip())
     if "_" in name or name.islower():
         name = "".join(part[:1].upper() + part[1:] for part in name.split("_"))

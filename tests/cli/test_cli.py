@@ -22,7 +22,7 @@ def test_list_table_json_kind_and_pattern(capsys):
     assert "mlp" in out and "ppo" not in out
     assert main(["list", "m*", "--json"]) == 0
     names = [c["name"] for c in json.loads(capsys.readouterr().out)]
-    assert names == ["mlp", "mnih_cnn"]
+    assert names == ["mlp", "mnih_cnn", "minigrid"]  # by kind (encoder, env), then name
 
 
 def test_info_shows_signature_docstring_and_provider(capsys):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import check_family, check_reproducible, needs
 
 import rlte_plugins
 from rlte_plugins.envs.atari import game_name
 from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError
-
-from helpers import check_family, check_reproducible, needs
 
 BACKENDS = [pytest.param("envpool", marks=needs("envpool")), pytest.param("gymnasium", marks=needs("ale-py"))]
 

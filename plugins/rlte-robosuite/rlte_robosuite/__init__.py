@@ -1,0 +1,1 @@
+"""robosuite manipulation tasks for rlte-plugins."""

@@ -1,0 +1,133 @@
+"""Torch-native tasks match gymnasium's dynamics, reset per env, truncate on time; the rl8 adapter."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from helpers import check_family, check_reproducible
+from tensordict import TensorDict
+from torchrl.data import Categorical, Unbounded
+
+import rlte_plugins
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+
+TASKS = ["dummy_discrete", "dummy_continuous", "torch_cartpole", "torch_pendulum", "torch_mountain_car"]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_specs_rollout_and_seeding(name):
+    check_family(name, steps=30, num_envs=3)
+    check_reproducible(name, ("next", "observation"), steps=30)
+
+
+@pytest.mark.parametrize(
+    "name,gym_id,states",
+    [
+        ("torch_cartpole", "CartPole-v1", lambda e: e.unwrapped.state),
+        ("torch_mountain_car", "MountainCar-v0", lambda e: e.unwrapped.state),
+        ("torch_pendulum", "Pendulum-v1", lambda e: e.unwrapped.state),
+    ],
+)
+def test_dynamics_match_gymnasium(name, gym_id, states):
+    ref = gym.make(gym_id)
+    ref.reset(seed=0)
+    env = rlte_plugins.make("env", name, num_envs=1, seed=0)
+    env.reset()
+    env.state = torch.as_tensor(np.asarray(states(ref), dtype=np.float32)).reshape(1, -1)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        if name == "torch_pendulum":
+            action = rng.uniform(-2, 2, (1,)).astype(np.float32)
+        else:
+            action = ref.action_space.sample()
+        obs, reward, terminated, truncated, _ = ref.step(action)
+        td = env.step(TensorDict(action=torch.as_tensor(np.asarray(action)).reshape(env.action_spec.shape), batch_size=[1]))["next"]
+        np.testing.assert_allclose(td["observation"][0].numpy(), obs, rtol=1e-4, atol=1e-4)
+        assert td["reward"].item() == pytest.approx(float(reward), rel=1e-4, abs=1e-4)
+        assert bool(td["terminated"]) == terminated
+        if terminated or truncated:
+            break
+
+
+def test_partial_reset_touches_only_the_masked_envs():
+    env = rlte_plugins.make("env", "torch_cartpole", num_envs=4, seed=0)
+    td = env.reset()
+    td["action"] = torch.ones(4, dtype=torch.long)
+    for _ in range(5):
+        td = env.step(td)["next"].set("action", torch.ones(4, dtype=torch.long))
+    before = env.state.clone()
+    mask = torch.tensor([True, False, True, False]).unsqueeze(-1)
+    env.reset(TensorDict(_reset=mask, batch_size=[4]))
+    assert torch.equal(env.state[1], before[1]) and torch.equal(env.state[3], before[3])
+    assert not torch.equal(env.state[0], before[0]) and (env.state[0].abs() <= 0.05).all()
+    td = env.step(TensorDict(action=torch.zeros(4, dtype=torch.long), batch_size=[4]))["next"]
+    assert td["episode_length"].squeeze(-1).tolist() == [1, 6, 1, 6]
+
+
+def test_time_limit_truncates_never_terminates():
+    env = rlte_plugins.make("env", "dummy_discrete", num_envs=2, seed=0, max_episode_steps=7)
+    td = env.rollout(14, break_when_any_done=False)
+    trunc = td["next", "truncated"].squeeze(-1)
+    assert trunc[:, 6].all() and trunc[:, 13].all() and int(trunc.sum()) == 4
+    assert not td["next", "terminated"].any()
+    assert torch.allclose(td["next", "episode_reward"][:, 6], td["next", "reward"][:, :7].sum(1))
+
+
+def test_bad_max_episode_steps():
+    with pytest.raises(ComponentArgumentError, match="max_episode_steps"):
+        rlte_plugins.make("env", "torch_cartpole", max_episode_steps=-1)
+
+
+# -- the rl8 adapter -----------------------------------------------------------------------------------------
+class Rl8StyleDiscrete:
+    """An environment written for rl8's protocol, as its users write them (no rlte import)."""
+
+    def __init__(self, num_envs, /, horizon=None, *, device="cpu"):
+        self.num_envs, self.horizon, self.device = num_envs, horizon, device
+        self.observation_spec = Unbounded(1, device=device)
+        self.action_spec = Categorical(2, shape=torch.Size([1]), device=device)
+
+    def reset(self, *, config=None):
+        bounds = (config or {}).get("bounds", 10.0)
+        self.state = torch.empty(self.num_envs, 1, device=self.device).uniform_(-bounds, bounds)
+        return self.state
+
+    def step(self, action):
+        assert action.shape == (self.num_envs, 1)  # given back with rl8's trailing dimension
+        self.state = self.state + 2 * action - 1
+        return TensorDict({"obs": self.state, "rewards": -self.state.abs()}, batch_size=self.num_envs)
+
+
+def test_rl8_adapter_wraps_an_rl8_class_unchanged():
+    env = rlte_plugins.make("env", "rl8", env_cls=Rl8StyleDiscrete, num_envs=4, horizon=5, seed=0,
+                            config={"bounds": 3.0})  # fmt: skip
+    from torchrl.envs.utils import check_env_specs
+
+    check_env_specs(env)
+    assert env.action_spec.shape == (4,)  # one integer per env, as the categorical heads expect
+    td = env.rollout(10, break_when_any_done=False)
+    assert (td["observation"][:, 0].abs() <= 3.0).all()
+    trunc = td["next", "truncated"].squeeze(-1)
+    assert trunc[:, 4].all() and trunc[:, 9].all() and int(trunc.sum()) == 8
+    assert not td["next", "terminated"].any()
+    expected = td["observation"] + 2 * td["action"].unsqueeze(-1) - 1
+    assert torch.allclose(td["next", "observation"], expected)
+    assert torch.allclose(td["next", "reward"], -td["next", "observation"].abs())
+
+
+def test_rl8_adapter_by_import_string_and_errors():
+    env = rlte_plugins.make("env", "rl8", env_cls=f"{__name__}:Rl8StyleDiscrete", num_envs=2, horizon=3)
+    assert env.rollout(3)["next", "observation"].shape == (2, 3, 1)
+    with pytest.raises(ComponentArgumentError, match="cannot import"):
+        rlte_plugins.make("env", "rl8", env_cls="no_such_module:Env")
+    with pytest.raises(SpecMismatchError, match="reset as a whole"):
+        env.reset(TensorDict(_reset=torch.tensor([[True], [False]]), batch_size=[2]))
+
+    class NotRl8:
+        def __init__(self, num_envs, horizon=None, *, device="cpu"):
+            pass
+
+    with pytest.raises(SpecMismatchError, match="not an rl8-protocol env"):
+        rlte_plugins.make("env", "rl8", env_cls=NotRl8)
