@@ -43,7 +43,8 @@ def test_dynamics_match_gymnasium(name, gym_id, states):
         else:
             action = ref.action_space.sample()
         obs, reward, terminated, truncated, _ = ref.step(action)
-        td = env.step(TensorDict(action=torch.as_tensor(np.asarray(action)).reshape(env.action_spec.shape), batch_size=[1]))["next"]
+        act = torch.as_tensor(np.asarray(action)).reshape(env.action_spec.shape)
+        td = env.step(TensorDict(action=act, batch_size=[1]))["next"]
         np.testing.assert_allclose(td["observation"][0].numpy(), obs, rtol=1e-4, atol=1e-4)
         assert td["reward"].item() == pytest.approx(float(reward), rel=1e-4, abs=1e-4)
         assert bool(td["terminated"]) == terminated
