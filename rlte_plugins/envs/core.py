@@ -42,6 +42,30 @@ def check_choice(family: str, arg: str, value: Any, choices: tuple[Any, ...]) ->
     return value
 
 
+def episode_specs(num_envs: int, device: torch.device) -> dict[str, TensorSpec]:
+    """The episode-statistics observation specs every rlte env declares."""
+    return {
+        EPISODE_RETURN_KEY: Unbounded(shape=(num_envs, 1), dtype=torch.float32, device=device),
+        EPISODE_LENGTH_KEY: Unbounded(shape=(num_envs, 1), dtype=torch.int64, device=device),
+        EPISODE_END_KEY: Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=device),
+    }
+
+
+def set_reward_and_done_specs(env: EnvBase, num_envs: int) -> None:
+    """``[num_envs, 1]`` float reward and boolean ``done``/``terminated``/``truncated`` on ``env``."""
+    env.reward_spec = Unbounded(shape=(num_envs, 1), dtype=torch.float32, device=env.device)
+    flag = Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=env.device)
+    env.done_spec = Composite(
+        done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(num_envs,), device=env.device
+    )
+
+
+def unit_to_bounds(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """An action in [-1, 1] (clipped into it, never asserted) mapped linearly onto ``[low, high]``."""
+    action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+    return low + (action + 1.0) * 0.5 * (high - low)
+
+
 def _pixels_converter(layout: str) -> Converter:
     if layout == "hwc":
         return lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
@@ -94,11 +118,7 @@ class BatchedEnv(EnvBase):
         self.episodic_life = episodic_life
         self._obs_converters = self._build_observation_spec(observation_space)
         self._build_action_spec(action_space)
-        self.reward_spec = Unbounded(shape=(num_envs, 1), dtype=torch.float32, device=self.device)
-        flag = Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=self.device)
-        self.done_spec = Composite(
-            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(num_envs,), device=self.device
-        )
+        set_reward_and_done_specs(self, num_envs)
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self._continuing = np.zeros(num_envs, dtype=bool)
@@ -163,9 +183,7 @@ class BatchedEnv(EnvBase):
                     f"env {self.family!r}: observation space {sub} is not supported (Box, Discrete or a Dict of them)"
                 )
             converters.append((name, key, convert))
-        specs[EPISODE_RETURN_KEY] = Unbounded(shape=(B, 1), dtype=torch.float32, device=dev)
-        specs[EPISODE_LENGTH_KEY] = Unbounded(shape=(B, 1), dtype=torch.int64, device=dev)
-        specs[EPISODE_END_KEY] = Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev)
+        specs.update(episode_specs(B, dev))
         self.observation_spec = Composite(specs, shape=(B,), device=dev)
         return converters
 

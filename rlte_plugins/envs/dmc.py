@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from rlte_plugins.envs.backends import BACKENDS, require
-from rlte_plugins.envs.core import BatchedEnv, check_choice, check_num_envs
+from rlte_plugins.envs.core import BatchedEnv, check_choice, check_num_envs, unit_to_bounds
 from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, MissingDependencyError
 
 FAMILY = "dmc"
@@ -198,8 +198,7 @@ class DMControlEnv(gym.Env):
         return self._obs(self._env.reset(), True), {}
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        action = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+        action = unit_to_bounds(action, self._low, self._high)
         reward, terminated, truncated = 0.0, False, False
         for _ in range(self._repeat):
             time_step = self._env.step(action)

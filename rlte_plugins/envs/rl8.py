@@ -8,10 +8,17 @@ from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Categorical, Composite, TensorSpec, Unbounded
+from torchrl.data import Categorical, Composite, TensorSpec
 from torchrl.envs import EnvBase
 
-from rlte_plugins.envs.core import EPISODE_END_KEY, EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, check_num_envs
+from rlte_plugins.envs.core import (
+    EPISODE_END_KEY,
+    EPISODE_LENGTH_KEY,
+    EPISODE_RETURN_KEY,
+    check_num_envs,
+    episode_specs,
+    set_reward_and_done_specs,
+)
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 
 OBS_KEY, REWARDS_KEY = "obs", "rewards"  # rl8's DataKeys
@@ -82,24 +89,14 @@ class Rl8Env(EnvBase):
         else:
             self._obs_keys = None
             obs = {"observation": obs_spec.clone().to(dev).expand(B, *obs_spec.shape)}
-        self.observation_spec = Composite(
-            obs,
-            **{
-                EPISODE_RETURN_KEY: Unbounded(shape=(B, 1), dtype=torch.float32, device=dev),
-                EPISODE_LENGTH_KEY: Unbounded(shape=(B, 1), dtype=torch.int64, device=dev),
-                EPISODE_END_KEY: Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev),
-            },
-            shape=(B,),
-        )
+        self.observation_spec = Composite({**obs, **episode_specs(B, dev)}, shape=(B,))
         act: TensorSpec = self.inner.action_spec
         self._squeeze_action = isinstance(act, Categorical) and tuple(act.shape) == (1,)
         if self._squeeze_action:
             self.action_spec = Categorical(act.space.n, shape=(B,), dtype=torch.int64, device=dev)
         else:
             self.action_spec = act.clone().to(dev).expand(B, *act.shape)
-        self.reward_spec = Unbounded(shape=(B, 1), dtype=torch.float32, device=dev)
-        flag = Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev)
-        self.done_spec = Composite(done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(B,))
+        set_reward_and_done_specs(self, B)
         self._pending_seed = seed
         self.seed = seed
         self._t = 0

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from rlte_plugins.envs.backends import require
-from rlte_plugins.envs.core import BatchedEnv, check_num_envs
+from rlte_plugins.envs.core import BatchedEnv, check_num_envs, unit_to_bounds
 from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError
 
 FAMILY = "robosuite"
@@ -99,8 +99,7 @@ class RobosuiteEnv(gym.Env):
         return self._flat(self._env.reset()), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        action = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+        action = unit_to_bounds(action, self._low, self._high)
         obs, reward, done, info = self._env.step(action)
         # robosuite's `done` is its horizon: a time limit, so the value bootstraps through it
         return self._flat(obs), float(reward), False, bool(done), {"success": bool(self._env._check_success())}

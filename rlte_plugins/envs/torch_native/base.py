@@ -6,10 +6,17 @@ from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Categorical, Composite, TensorSpec, Unbounded
+from torchrl.data import Composite, TensorSpec, Unbounded
 from torchrl.envs import EnvBase
 
-from rlte_plugins.envs.core import EPISODE_END_KEY, EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, check_num_envs
+from rlte_plugins.envs.core import (
+    EPISODE_END_KEY,
+    EPISODE_LENGTH_KEY,
+    EPISODE_RETURN_KEY,
+    check_num_envs,
+    episode_specs,
+    set_reward_and_done_specs,
+)
 from rlte_plugins.errors import ComponentArgumentError
 
 
@@ -53,17 +60,11 @@ class TorchEnv(EnvBase):
         B, dev = num_envs, self.device
         self.observation_spec = Composite(
             observation=Unbounded(shape=(B, self.obs_dim), dtype=torch.float32, device=dev),
-            **{
-                EPISODE_RETURN_KEY: Unbounded(shape=(B, 1), dtype=torch.float32, device=dev),
-                EPISODE_LENGTH_KEY: Unbounded(shape=(B, 1), dtype=torch.int64, device=dev),
-                EPISODE_END_KEY: Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev),
-            },
+            **episode_specs(B, dev),
             shape=(B,),
         )
         self.action_spec = self.action_spec_for(B, dev)
-        self.reward_spec = Unbounded(shape=(B, 1), dtype=torch.float32, device=dev)
-        flag = Categorical(2, shape=(B, 1), dtype=torch.bool, device=dev)
-        self.done_spec = Composite(done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(B,))
+        set_reward_and_done_specs(self, B)
         self._gen = torch.Generator(device=dev)
         self._set_seed(seed)
         self.state = self.initial_state(B)
