@@ -26,6 +26,7 @@ class Case:
     kwargs: dict[str, Any]
     backend: str  # which backend check must pass to run it
     raw: tuple[str, dict[str, Any]] | None = None  # EnvPool task id and options for the raw rate
+    max_envs: int | None = None  # more is skipped: the rate no longer grows and making them takes minutes
 
 
 CASES = (
@@ -35,7 +36,8 @@ CASES = (
     Case("procgen", "coinrun", {"game": "coinrun", "backend": "envpool"}, "procgen-qt5", ("CoinrunEasy-v0", {})),
     Case("dmc", "cartpole_balance (state)", {"task": "cartpole_balance", "backend": "envpool"}, "envpool",
          ("CartpoleBalance-v1", {})),
-    Case("dmc", "cartpole_balance (pixels)", {"task": "cartpole_balance", "from_pixels": True}, "dmc-egl"),
+    Case("dmc", "cartpole_balance (pixels)", {"task": "cartpole_balance", "from_pixels": True}, "dmc-egl",
+         max_envs=64),
     Case("minigrid", "Empty-8x8", {"task": "Empty-8x8", "backend": "envpool"}, "envpool",
          ("MiniGrid-Empty-8x8-v0", {})),
     Case("minigrid", "DoorKey-8x8 (one_hot)", {"task": "DoorKey-8x8", "observation": "one_hot"}, "minigrid"),
@@ -46,16 +48,15 @@ CASES = (
 )  # fmt: skip
 
 
-def _timed(step: Callable[[], int], seconds: float, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
+def _rate(step: Callable[[], int], seconds: float) -> float:
     frames, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         frames += step()
     return frames / (time.perf_counter() - start)
 
 
-def rlte_rate(case: Case, num_envs: int, seconds: float, device: str) -> float:
+def rlte_stepper(case: Case, num_envs: int, device: str) -> tuple[Callable[[], int], Callable[[], None]]:
+    """One batched step of the env as agents see it, and its closer."""
     import rlte_plugins
 
     env = rlte_plugins.make("env", case.family, num_envs=num_envs, seed=0, device=device, **case.kwargs)
@@ -67,13 +68,11 @@ def rlte_rate(case: Case, num_envs: int, seconds: float, device: str) -> float:
         _, td = env.step_and_maybe_reset(td)
         return num_envs
 
-    try:
-        return _timed(step, seconds)
-    finally:
-        env.close()
+    return step, env.close
 
 
-def raw_rate(task: str, options: dict[str, Any], num_envs: int, seconds: float) -> float:
+def raw_stepper(task: str, options: dict[str, Any], num_envs: int) -> tuple[Callable[[], int], Callable[[], None]]:
+    """One step of the same EnvPool task through EnvPool's own API (numpy actions, next-step auto-reset)."""
     import envpool
 
     pool = envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=0, **options)
@@ -89,10 +88,23 @@ def raw_rate(task: str, options: dict[str, Any], num_envs: int, seconds: float) 
         pool.step(action)
         return num_envs
 
-    try:
-        return _timed(step, seconds)
-    finally:
-        pool.close()
+    return step, pool.close
+
+
+def measure(steppers: list[Callable[[], int]], seconds: float, rounds: int = 5, warmup: int = 3) -> list[float]:
+    """Median steps/s of each stepper over ``rounds`` interleaved slices of ``seconds / rounds`` each.
+
+    Interleaving puts every stepper under the same background load (a shared machine drifts by tens of percent
+    over seconds), and the median drops the slices that a hiccup hit.
+    """
+    for step in steppers:
+        for _ in range(warmup):
+            step()
+    rates: list[list[float]] = [[] for _ in steppers]
+    for _ in range(rounds):
+        for i, step in enumerate(steppers):
+            rates[i].append(_rate(step, seconds / rounds))
+    return [float(np.median(r)) for r in rates]
 
 
 def benchmark(
@@ -100,7 +112,10 @@ def benchmark(
 ) -> list[dict[str, Any]]:
     """Print one table row per (case, num_envs) and return the rows."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"device {device}, {seconds:g} s per figure, random actions; torch {torch.__version__}")
+    print(
+        f"device {device}, {seconds:g} s per figure (median of 5 slices, ours and raw interleaved), "
+        f"random actions; torch {torch.__version__}"
+    )
     print(f"{'family':<16}{'case':<28}{'envs':>6}{'rlte steps/s':>15}{'raw steps/s':>14}{'overhead':>10}")
     rows = []
     for case in CASES:
@@ -112,8 +127,18 @@ def benchmark(
                 print(f"{case.family:<16}{case.label:<28}  skipped: backend {case.backend} missing ({detail})")
                 continue
         for n in num_envs:
-            ours = rlte_rate(case, n, seconds, device)
-            raw = raw_rate(*case.raw, n, seconds) if case.raw and device == "cpu" else None
+            if case.max_envs and n > case.max_envs:
+                print(f"{case.family:<16}{case.label:<28}{n:>6}  skipped: over this case's {case.max_envs} envs")
+                continue
+            steppers = [rlte_stepper(case, n, device)]
+            if case.raw and device == "cpu":
+                steppers.append(raw_stepper(*case.raw, n))
+            try:
+                rates = measure([step for step, _ in steppers], seconds)
+            finally:
+                for _, close in steppers:
+                    close()
+            ours, raw = rates[0], (rates[1] if len(rates) > 1 else None)
             over = f"{100 * (1 - ours / raw):.1f}%" if raw else "-"
             raw_s = f"{raw:,.0f}" if raw else "-"
             print(f"{case.family:<16}{case.label:<28}{n:>6}{ours:>15,.0f}{raw_s:>14}{over:>10}", flush=True)

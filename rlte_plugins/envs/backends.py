@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +28,11 @@ class Backend:
     apt: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
     probe: Callable[[], str] | None = field(default=None, compare=False)
+    fix_text: str = ""  # the fix, where it is not one apt/pip line
 
     def fix(self) -> str:
+        if self.fix_text:
+            return self.fix_text
         steps = []
         if self.apt:
             steps.append(f"apt-get update && apt-get install -y {' '.join(self.apt)}")
@@ -77,9 +81,30 @@ def _probe_cuda() -> str:
 
 
 def _probe_robosuite() -> str:
-    from rlte_plugins.envs.robosuite_compat import check_robosuite
+    import mujoco
+    import robosuite
 
-    return check_robosuite()
+    env = robosuite.make("Lift", robots="Panda", has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False)
+    env.reset()
+    env.step(env.action_spec[0] * 0.0)
+    env.close()
+    try:
+        importlib.import_module("rlte_robosuite")
+    except ImportError as exc:
+        raise RuntimeError(
+            f"robosuite {robosuite.__version__} works but the rlte-robosuite plugin is not installed"
+        ) from exc
+    return f"robosuite {robosuite.__version__} on mujoco {mujoco.__version__} stepped Lift; plugin installed"
+
+
+def _procgen_fix() -> str:
+    if sys.version_info >= (3, 11):
+        return (
+            "the procgen package has no build for this Python "
+            f"({sys.version_info.major}.{sys.version_info.minor}); the 'procgen' env runs on EnvPool's Procgen "
+            "instead (see procgen-qt5)"
+        )
+    return "pip install procgen"
 
 
 BACKENDS: dict[str, Backend] = {
@@ -87,7 +112,14 @@ BACKENDS: dict[str, Backend] = {
     for b in (
         Backend("envpool", "envpool", "atari", "fast C++ Atari, Procgen, MiniGrid and DMC-state envs"),
         Backend("ale-py", "ale_py", "atari", "Atari through gymnasium (fallback) and the ROMs", probe=_probe_roms),
-        Backend("procgen", "procgen", "", "the procgen package (no build for Python >= 3.11)", pip=("procgen",)),
+        Backend(
+            "procgen",
+            "procgen",
+            "",
+            "the procgen package (no build for Python >= 3.11)",
+            pip=("procgen",),
+            fix_text=_procgen_fix(),
+        ),
         Backend(
             "procgen-qt5",
             "envpool",
@@ -114,9 +146,20 @@ BACKENDS: dict[str, Backend] = {
             "robosuite manipulation (plugin package; see plugins/rlte-robosuite)",
             pip=("./plugins/rlte-robosuite",),
             probe=_probe_robosuite,
+            # robosuite 1.5 needs mujoco 3.3 and dm_control 1.0.50 needs 3.17: one venv cannot hold both
+            fix_text=(
+                "in a virtualenv without the dmc extra: pip install -e . -e ./plugins/rlte-robosuite "
+                "(robosuite 1.5 needs mujoco 3.3, DeepMind Control needs 3.17; `make test-robosuite` builds one)"
+            ),
         ),
-        Backend("cuda", "torch", "", "GPU training and on-device envs", pip=("torch==2.13.0 (a CUDA build)",),
-                probe=_probe_cuda),
+        Backend(
+            "cuda",
+            "torch",
+            "",
+            "GPU training and on-device envs",
+            pip=("torch==2.13.0 (a CUDA build)",),
+            probe=_probe_cuda,
+        ),
     )
 }
 

@@ -26,6 +26,7 @@ EPISODE_LENGTH_KEY = "episode_length"
 EPISODE_END_KEY = "episode_end"
 
 Converter = Callable[[np.ndarray], torch.Tensor]
+_CPU = torch.device("cpu")
 
 
 def check_num_envs(family: str, num_envs: Any) -> int:
@@ -66,13 +67,39 @@ def unit_to_bounds(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.
     return low + (action + 1.0) * 0.5 * (high - low)
 
 
-def _pixels_converter(layout: str) -> Converter:
-    if layout == "hwc":
+def exact_tensordict(out: dict[str, torch.Tensor], batch_size: torch.Size, device: torch.device) -> TensorDictBase:
+    """A TensorDict of values already made with the batch shape on ``device``, built without validation.
+
+    Only for an env's own outputs, whose shapes the specs fix and ``check_env_specs`` tests: the validating
+    constructor and a same-device ``.to`` were most of the per-step cost of a cheap env.
+    """
+    return TensorDict._new_unsafe(out, batch_size=batch_size, device=device)
+
+
+class ExactOutputs:
+    """Mixin for an ``EnvBase`` whose ``_step`` writes the reward and every done key with their spec shapes.
+
+    TorchRL's post-step pass (reshape rewards, fill in missing done keys) then has nothing to do and is
+    skipped, except when type checks are asked for (``env.run_type_checks = True``).
+    """
+
+    run_type_checks: bool
+
+    def _step_proc_data(self, next_tensordict: TensorDictBase) -> TensorDictBase:
+        if self.run_type_checks:
+            return super()._step_proc_data(next_tensordict)  # type: ignore[misc]
+        return next_tensordict
+
+
+def _pixels_converter(layout: str, owned: bool) -> Converter:
+    if layout == "hwc":  # the transpose copies
         return lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    return lambda x: torch.from_numpy(np.ascontiguousarray(x))
+    if owned:
+        return lambda x: torch.from_numpy(np.ascontiguousarray(x))
+    return lambda x: torch.from_numpy(np.array(x, order="C"))
 
 
-class BatchedEnv(EnvBase):
+class BatchedEnv(ExactOutputs, EnvBase):
     """Base of the numpy-backed batched envs (gymnasium vector envs, EnvPool, dm_control, ...).
 
     Args:
@@ -91,6 +118,11 @@ class BatchedEnv(EnvBase):
             written ``terminated``, but the env is not reset: the game continues, and the episode statistics
             and ``"episode_end"`` follow the whole game.
     """
+
+    #: The backend returns new observation arrays every call (EnvPool, gymnasium vector envs with ``copy=True``),
+    #: so tensors may share their memory; otherwise observations are copied, since a backend may reuse its
+    #: buffers and a stored transition must not change.
+    fresh_arrays: bool = False
 
     def __init__(
         self,
@@ -119,17 +151,19 @@ class BatchedEnv(EnvBase):
         self._obs_converters = self._build_observation_spec(observation_space)
         self._build_action_spec(action_space)
         set_reward_and_done_specs(self, num_envs)
-        self._returns = np.zeros(num_envs, dtype=np.float64)
-        self._lengths = np.zeros(num_envs, dtype=np.int64)
-        self._continuing = np.zeros(num_envs, dtype=bool)
-        self._last_obs: Any = None
-        self._false = torch.zeros(num_envs, 1, dtype=torch.bool)
+        self._ep = _Episodes(num_envs)
+
+    @property
+    def _last_obs(self) -> Any:
+        """The whole batch's latest observation as the backend returned it (``None`` before the first reset)."""
+        return self._ep.last_obs
 
     # -- specs ------------------------------------------------------------------------------------------
     def _build_observation_spec(self, space: Any) -> list[tuple[str, str | None, Converter]]:
         from gymnasium import spaces
 
         B, dev = self.num_envs, self.device
+        owned = self.fresh_arrays
         specs: dict[str, TensorSpec] = {}
         converters: list[tuple[str, str | None, Converter]] = []
         if isinstance(space, spaces.Dict) and self._vector_keys == "all":
@@ -162,15 +196,17 @@ class BatchedEnv(EnvBase):
                 shape = sub.shape
                 if len(shape) == 2:
                     specs[name] = Bounded(0, 255, shape=(B, 1, *shape), dtype=torch.uint8, device=dev)
-                    convert: Converter = lambda x: torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1)  # noqa: E731
+                    convert: Converter = _pixels_converter("chw", owned)
+                    convert = lambda x, c=convert: c(x).unsqueeze(1)  # noqa: E731
                 else:
                     c, h, w = (shape[2], shape[0], shape[1]) if self._pixel_layout == "hwc" else shape
                     specs[name] = Bounded(0, 255, shape=(B, c, h, w), dtype=torch.uint8, device=dev)
-                    convert = _pixels_converter(self._pixel_layout)
+                    convert = _pixels_converter(self._pixel_layout, owned)
             elif isinstance(sub, spaces.Box):
                 name = self._rename.get(key, key or "observation")
                 specs[name] = Unbounded(shape=(B, *sub.shape), dtype=torch.float32, device=dev)
-                convert = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+                convert = torch.as_tensor if owned else torch.tensor
+                convert = lambda x, c=convert: c(x, dtype=torch.float32)  # noqa: E731
             elif isinstance(sub, spaces.Discrete):
                 name = self._rename.get(key, key or "observation")
                 n, start = int(sub.n), int(sub.start)
@@ -242,12 +278,22 @@ class BatchedEnv(EnvBase):
             out[name] = convert(obs if key is None or key == "*" else obs[key])
         return out
 
-    def _stats(self, ended: np.ndarray) -> dict[str, torch.Tensor]:
-        return {
-            EPISODE_RETURN_KEY: torch.from_numpy(self._returns.astype(np.float32)).unsqueeze(-1),
-            EPISODE_LENGTH_KEY: torch.from_numpy(self._lengths.copy()).unsqueeze(-1),
-            EPISODE_END_KEY: torch.from_numpy(ended.copy()).unsqueeze(-1),
-        }
+    def _outputs(self, obs: Any, ended: np.ndarray, flags: tuple[np.ndarray, ...]) -> dict[str, torch.Tensor]:
+        """Observations, episode statistics and ``flags`` (name-ordered ``terminated``/``truncated`` and
+        optionally ``reward``, 1-D arrays) as ``[B, 1]`` tensors. Shapes are made on the numpy side (views
+        are nearly free there) and every array handed to torch is a fresh copy: the running statistics are
+        updated in place on the next step."""
+        out = self._observations(obs)
+        out[EPISODE_RETURN_KEY] = torch.from_numpy(self._ep.returns.astype(np.float32)[:, None])
+        out[EPISODE_LENGTH_KEY] = torch.from_numpy(self._ep.lengths.copy()[:, None])
+        out[EPISODE_END_KEY] = torch.from_numpy(ended[:, None])
+        terminated, truncated = flags[0], flags[1]
+        out["done"] = torch.from_numpy((terminated | truncated)[:, None])
+        out["terminated"] = torch.from_numpy(terminated[:, None])
+        out["truncated"] = torch.from_numpy(truncated[:, None])
+        if len(flags) > 2:
+            out["reward"] = torch.from_numpy(flags[2].astype(np.float32)[:, None])
+        return out
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         reset = None if tensordict is None else tensordict.get("_reset", None)
@@ -256,15 +302,15 @@ class BatchedEnv(EnvBase):
             obs = self._backend_reset(None)
         else:
             # an env whose last step lost a life (done, but the game goes on) continues from where it is
-            fresh = reset.reshape(self.num_envs).cpu().numpy() & ~self._continuing
+            fresh = reset.reshape(self.num_envs).cpu().numpy() & ~self._ep.continuing
             obs = self._backend_reset(fresh) if fresh.any() else self._last_obs
-        self._last_obs = obs
-        self._continuing[:] = False
-        self._returns[fresh] = 0.0
-        self._lengths[fresh] = 0
-        out = {**self._observations(obs), **self._stats(np.zeros(self.num_envs, bool))}
-        out.update(done=self._false, terminated=self._false.clone(), truncated=self._false.clone())
-        return TensorDict(out, batch_size=self.batch_size).to(self.device, non_blocking=True)
+        ep = self._ep
+        ep.last_obs = obs
+        ep.continuing[:] = False
+        ep.returns[fresh] = 0.0
+        ep.lengths[fresh] = 0
+        no = np.zeros(self.num_envs, dtype=bool)
+        return self._tensordict(self._outputs(obs, no, (no, no.copy())))
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict.get("action").detach().cpu().numpy()
@@ -276,26 +322,34 @@ class BatchedEnv(EnvBase):
             action = action.astype(self._action_dtype)
         obs, reward, terminated, truncated, info = self._backend_step(action)
         reward = np.asarray(reward, dtype=np.float64).reshape(self.num_envs)
-        terminated = np.asarray(terminated, dtype=bool).reshape(self.num_envs)
+        terminated = np.array(terminated, dtype=bool).reshape(self.num_envs)  # a copy: handed to torch
         truncated = np.asarray(truncated, dtype=bool).reshape(self.num_envs) & ~terminated
-        self._returns += reward
-        self._lengths += 1
+        ep = self._ep
+        ep.returns += reward
+        ep.lengths += 1
         ended = terminated | truncated
         if self.episodic_life:
-            self._continuing = np.asarray(info["life_lost"], dtype=bool).reshape(self.num_envs) & ~ended
-            terminated = terminated | self._continuing
-        self._last_obs = obs
-        term = torch.from_numpy(terminated).unsqueeze(-1)
-        trunc = torch.from_numpy(truncated).unsqueeze(-1)
+            ep.continuing = np.asarray(info["life_lost"], dtype=bool).reshape(self.num_envs) & ~ended
+            terminated = terminated | ep.continuing
+        ep.last_obs = obs
         written = np.sign(reward) if self.clip_rewards else reward
-        out = {**self._observations(obs), **self._stats(ended)}
-        out.update(
-            reward=torch.from_numpy(written.astype(np.float32)).unsqueeze(-1),
-            done=term | trunc,
-            terminated=term,
-            truncated=trunc,
-        )
-        return TensorDict(out, batch_size=self.batch_size).to(self.device, non_blocking=True)
+        return self._tensordict(self._outputs(obs, ended, (terminated, truncated, written)))
+
+    def _tensordict(self, out: dict[str, torch.Tensor]) -> TensorDictBase:
+        td = exact_tensordict(out, self.batch_size, _CPU)
+        return td if self.device == _CPU else td.to(self.device, non_blocking=True)
+
+
+class _Episodes:
+    """Per-env running state, kept off the ``nn.Module`` (whose attribute writes cost microseconds each)."""
+
+    __slots__ = ("returns", "lengths", "continuing", "last_obs")
+
+    def __init__(self, num_envs: int) -> None:
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.continuing = np.zeros(num_envs, dtype=bool)  # lost a life last step: done, but the game goes on
+        self.last_obs: Any = None
 
 
 def merge_rows(full: Any, part: Any, rows: np.ndarray) -> Any:

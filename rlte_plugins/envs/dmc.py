@@ -101,9 +101,7 @@ def make_dmc(
     ]  # fmt: skip
     from rlte_plugins.envs.gymnasium import VectorEnvAdapter
 
-    return VectorEnvAdapter(
-        VectorEnvAdapter.vector(fns), family=FAMILY, seed=seed, device=device, pixel_layout="chw"
-    )
+    return VectorEnvAdapter(VectorEnvAdapter.vector(fns), family=FAMILY, seed=seed, device=device, pixel_layout="chw")
 
 
 def _envpool_dmc(

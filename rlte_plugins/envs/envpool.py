@@ -31,6 +31,8 @@ class EnvPoolEnv(BatchedEnv):
         **batched: forwarded to :class:`~rlte_plugins.envs.core.BatchedEnv` (layout, reward clipping, ...).
     """
 
+    fresh_arrays = True  # EnvPool hands out new arrays every call (tests/envs/test_envpool.py checks it)
+
     def __init__(
         self,
         task_id: str,

@@ -26,6 +26,8 @@ class VectorEnvAdapter(BatchedEnv):
     sub-environments and hand the vector env here; :class:`GymnasiumEnv` does the same for a plain id.
     """
 
+    fresh_arrays = True  # gymnasium vector envs copy their observations by default (``copy=True``)
+
     def __init__(self, vec: Any, *, family: str, seed: int | None, device: str | torch.device, **kwargs: Any):
         self._vec = vec
         super().__init__(

@@ -52,3 +52,15 @@ def test_a_missing_backend_raises_what_to_install(monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"rlte-plugins\[dmc\]"):
         backends.require("dm_control", "dmc")
     assert "apt-get update && apt-get install -y libegl1" in backends.BACKENDS["dmc-egl"].fix()
+
+
+def test_fixes_that_are_not_one_install_line():
+    import sys
+
+    from rlte_plugins.envs import backends
+
+    # robosuite and DeepMind Control pin different mujoco versions: the fix must not break the dmc install
+    assert "virtualenv" in backends.BACKENDS["robosuite"].fix()
+    if sys.version_info >= (3, 11):
+        assert "EnvPool" in backends.BACKENDS["procgen"].fix()
+        assert "pip install procgen" not in backends.BACKENDS["procgen"].fix()

@@ -72,3 +72,18 @@ def test_truncation_is_not_termination():
 def test_unknown_task_suggests():
     with pytest.raises(EnvironmentNotFoundError, match="CartPole-v1"):
         rlte_plugins.make("env", "envpool", task_id="CartPole-v2")
+
+
+def test_stored_transitions_never_change():
+    # observations share memory with EnvPool's arrays (``fresh_arrays``): that is only sound while EnvPool hands
+    # out new arrays on every call, through steps and partial resets alike
+    env = rlte_plugins.make("env", "envpool", task_id="CartPole-v1", num_envs=4, seed=0)
+    td = env.reset()
+    kept = []
+    for _ in range(60):
+        td.set("action", env.action_spec.rand())
+        step, td = env.step_and_maybe_reset(td)
+        kept.append((step, step.clone()))
+    assert any(s["next", "done"].any() for s, _ in kept)
+    for live, copy in kept:
+        assert (live == copy).all()

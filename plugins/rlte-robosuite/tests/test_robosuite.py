@@ -38,3 +38,11 @@ def test_ppo_runs_on_lift():
 def test_unknown_task():
     with pytest.raises(EnvironmentNotFoundError, match="Lift"):
         rlte_plugins.make("env", "robosuite", task="Lfit")
+
+
+def test_doctor_sees_robosuite_and_the_plugin():
+    from rlte_plugins.envs.backends import check
+
+    ok, detail = check("robosuite")
+    assert ok, detail
+    assert "plugin installed" in detail

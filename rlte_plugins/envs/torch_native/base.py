@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torchrl.data import Composite, TensorSpec, Unbounded
 from torchrl.envs import EnvBase
 
@@ -13,14 +13,16 @@ from rlte_plugins.envs.core import (
     EPISODE_END_KEY,
     EPISODE_LENGTH_KEY,
     EPISODE_RETURN_KEY,
+    ExactOutputs,
     check_num_envs,
     episode_specs,
+    exact_tensordict,
     set_reward_and_done_specs,
 )
 from rlte_plugins.errors import ComponentArgumentError
 
 
-class TorchEnv(EnvBase):
+class TorchEnv(ExactOutputs, EnvBase):
     """A batch of ``num_envs`` copies of one task, stepped by tensor operations on ``device``.
 
     Subclasses set ``name``, ``obs_dim``, ``default_max_steps`` and implement :meth:`action_spec_for`,
@@ -103,44 +105,44 @@ class TorchEnv(EnvBase):
             self._returns.masked_fill_(mask, 0.0)
             self._lengths.masked_fill_(mask, 0)
         false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
-        return TensorDict(
+        return exact_tensordict(
             {
                 "observation": self.observe(self.state),
                 EPISODE_RETURN_KEY: self._returns.clone(),
                 EPISODE_LENGTH_KEY: self._lengths.clone(),
                 EPISODE_END_KEY: false,
-                "done": false,
-                "terminated": false,
-                "truncated": false,
+                "done": false.clone(),
+                "terminated": false.clone(),
+                "truncated": false.clone(),
             },
-            batch_size=self.batch_size,
-            device=self.device,
+            self.batch_size,
+            self.device,
         )
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         self.state, reward, terminated = self.dynamics(self.state, tensordict.get("action"))
         reward = reward.reshape(self.num_envs, 1).to(torch.float32)
         terminated = terminated.reshape(self.num_envs, 1)
-        self._returns += reward
-        self._lengths += 1
+        self._returns.add_(reward)  # in place: an ``nn.Module`` attribute write costs microseconds
+        self._lengths.add_(1)
         if self.max_episode_steps:
             truncated = (self._lengths >= self.max_episode_steps) & ~terminated
         else:
             truncated = torch.zeros_like(terminated)
         done = terminated | truncated
-        return TensorDict(
+        return exact_tensordict(
             {
                 "observation": self.observe(self.state),
                 "reward": reward,
                 EPISODE_RETURN_KEY: self._returns.clone(),
                 EPISODE_LENGTH_KEY: self._lengths.clone(),
-                EPISODE_END_KEY: done,
+                EPISODE_END_KEY: done.clone(),
                 "done": done,
                 "terminated": terminated,
                 "truncated": truncated,
             },
-            batch_size=self.batch_size,
-            device=self.device,
+            self.batch_size,
+            self.device,
         )
 
     def _set_seed(self, seed: int | None) -> None:
