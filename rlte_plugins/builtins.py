@@ -30,7 +30,11 @@ def register_envs(register: Register) -> None:
 def register_encoders(register: Register) -> None:
     register("identity", "rlte_plugins.encoders.identity:IdentityEncoder", tags=("vector",))
     register("mlp", "rlte_plugins.encoders.mlp:MLPEncoder", tags=("vector",))
-    register("mnih_cnn", "rlte_plugins.encoders.mnih_cnn:MnihCNN", tags=("pixels",))
+    register("mnih_cnn", "rlte_plugins.encoders.pixels:MnihCNN", tags=("pixels",))
+    register("tassa_cnn", "rlte_plugins.encoders.pixels:TassaCNN", tags=("pixels",))
+    register("pathak_cnn", "rlte_plugins.encoders.pixels:PathakCNN", tags=("pixels",))
+    register("espeholt_resnet", "rlte_plugins.encoders.pixels:EspeholtResNet", tags=("pixels",))
+    register("combined", "rlte_plugins.encoders.combined:CombinedEncoder", tags=("pixels", "vector", "dict"))
 
 
 @hookimpl

@@ -112,6 +112,12 @@ class Encoder(TensorDictModuleBase):
         self.in_shape = tuple(shape)
         self.net, self.out_features = self._make(self.in_shape)
 
+    def reinitialize(self) -> None:
+        """Fresh parameters, same architecture (a separate critic encoder starts from its own draw)."""
+        if self.in_shape is None:
+            raise RuntimeError(f"{self._owner()} is not built: nothing to reinitialize")
+        self._build_shape(self.in_shape)
+
     def _check(self, shape: tuple[int, ...], dtype: torch.dtype) -> None:
         raise NotImplementedError
 

@@ -76,8 +76,8 @@ def _fresh_copy(encoder: Encoder, out_key: str) -> Encoder:
     """A separately initialised copy of ``encoder`` writing ``out_key``."""
     clone = copy.deepcopy(encoder)
     clone.out_keys = [out_key]
-    if isinstance(clone, Encoder) and clone.in_shape is not None:
-        clone._build_shape(clone.in_shape)
+    if isinstance(clone, Encoder) and clone.built:
+        clone.reinitialize()
     else:
         for module in clone.modules():
             if hasattr(module, "reset_parameters"):
