@@ -45,6 +45,19 @@ def register_distributions(register: Register) -> None:
         "rlte_plugins.distributions.diagonal_gaussian:DiagonalGaussianHead",
         tags=("continuous",),
     )
+    discrete = "rlte_plugins.distributions.discrete"
+    register("masked_categorical", f"{discrete}:MaskedCategoricalHead", tags=("discrete", "mask"))
+    register("bernoulli", f"{discrete}:BernoulliHead", tags=("binary",))
+    register("multi_categorical", f"{discrete}:MultiCategoricalHead", tags=("multi-discrete",))
+    register("squashed_normal", "rlte_plugins.distributions.squashed_normal:SquashedNormalHead", tags=("continuous",))
+    noise = "rlte_plugins.distributions.noise"
+    register("normal_noise", f"{noise}:NormalNoiseHead", tags=("continuous", "deterministic", "noise"))
+    register(
+        "ornstein_uhlenbeck_noise", f"{noise}:OrnsteinUhlenbeckNoiseHead", tags=("continuous", "deterministic", "noise")
+    )
+    register(
+        "truncated_normal_noise", f"{noise}:TruncatedNormalNoiseHead", tags=("continuous", "deterministic", "noise")
+    )
 
 
 @hookimpl

@@ -36,14 +36,19 @@ class DistributionHead(nn.Module):
     def _owner(self) -> str:
         return f"distribution {self.registry_name!r}"
 
-    def build(self, action_spec: TensorSpec, in_features: int, batch_dims: int = 0) -> DistributionHead:
-        """Check the action spec and create the head for features of size ``in_features``."""
+    def build(
+        self, action_spec: TensorSpec, in_features: int, batch_dims: int = 0, observation_spec: Any = None
+    ) -> DistributionHead:
+        """Check the action spec (and, where the distribution reads observations, the observation spec) and
+        create the head for features of size ``in_features``."""
         shape = tuple(action_spec.shape[batch_dims:])
         self._check(action_spec, shape)
+        if observation_spec is not None:
+            self._check_observation(observation_spec)
         if self.head is None:
             self.action_shape = shape
             self.head = TensorDictModule(
-                self._make(in_features, action_spec, shape), self.in_keys, list(self.param_keys)
+                self._make(in_features, action_spec, shape), self.in_keys, self._head_out_keys()
             )
         return self
 
@@ -54,15 +59,25 @@ class DistributionHead(nn.Module):
         module = self.head if body is None else TensorDictSequential(body, self.head)
         return ProbabilisticActor(
             module,
-            in_keys=list(self.param_keys),
+            in_keys=self.distribution_in_keys(),
             distribution_class=self.distribution_class,
             distribution_kwargs=dict(self.distribution_kwargs),
             return_log_prob=True,
             spec=action_spec,
         )
 
+    def _head_out_keys(self) -> list[str]:
+        return list(self.param_keys)
+
+    def distribution_in_keys(self) -> list[str] | dict[str, str]:
+        """What the distribution is built from: its parameters, or ``{argument: key}`` where it reads more."""
+        return list(self.param_keys)
+
     def _check(self, action_spec: TensorSpec, shape: tuple[int, ...]) -> None:
         raise NotImplementedError
+
+    def _check_observation(self, observation_spec: Any) -> None:
+        """Refuse an observation spec that lacks what the distribution reads (nothing, by default)."""
 
     def _make(self, in_features: int, action_spec: TensorSpec, shape: tuple[int, ...]) -> nn.Module:
         raise NotImplementedError

@@ -58,7 +58,7 @@ class ActorCritic(nn.Module):
             raise ComponentArgumentError("policy 'actor_critic' is already built; make a new one per agent")
         batch_dims = len(observation_spec.shape)
         encoder.build(observation_spec)
-        distribution.build(action_spec, encoder.out_features, batch_dims)
+        distribution.build(action_spec, encoder.out_features, batch_dims, observation_spec)
         self.actor = distribution.actor(encoder, action_spec)
         critic_encoder = encoder if self.shared_encoder else _fresh_copy(encoder, "value_features")
         value_head = nn.Linear(encoder.out_features, 1)

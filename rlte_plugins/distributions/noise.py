@@ -1,0 +1,306 @@
+"""Exploration noise for deterministic actors (DDPG, TD3, DrQ-v2): Gaussian, Ornstein-Uhlenbeck and clipped
+(truncated) Gaussian, each with a standard-deviation schedule counted in environment steps.
+
+A noise "distribution" builds the deterministic actor head (``tanh`` onto the action bounds) and, separately,
+the exploration module that perturbs ``"action"``: the actor without noise is what the losses consume; the
+actor followed by :meth:`NoiseHead.exploration` is what the collector runs. Noise is added only under
+``ExplorationType.RANDOM`` (TorchRL's default while collecting), never in deterministic evaluation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
+from torch import nn
+from torchrl.data import TensorSpec
+from torchrl.envs.utils import ExplorationType, exploration_type
+
+from rlte_plugins.distributions.base import DistributionHead
+from rlte_plugins.encoders.base import orthogonal_init
+from rlte_plugins.errors import ComponentArgumentError
+
+
+class Schedule:
+    """A value over environment steps: a constant, or ``"linear(start, end, steps)"`` (then held at ``end``).
+
+    Examples:
+        >>> s = Schedule.parse("linear(1.0, 0.1, 100)")
+        >>> [round(s(t), 3) for t in (0, 50, 100, 1000)]
+        [1.0, 0.55, 0.1, 0.1]
+        >>> Schedule.parse(0.2)(12345)
+        0.2
+    """
+
+    _LINEAR = re.compile(r"^\s*linear\(\s*([^,]+),\s*([^,]+),\s*([^,\)]+)\)\s*$")
+
+    def __init__(self, start: float, end: float | None = None, steps: int = 0) -> None:
+        self.start, self.end, self.steps = float(start), float(start if end is None else end), int(steps)
+
+    @classmethod
+    def parse(cls, value: Any, owner: str = "schedule") -> Schedule:
+        if isinstance(value, Schedule):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return cls(float(value))
+        match = cls._LINEAR.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ComponentArgumentError(
+                f"{owner}: a schedule is a number or 'linear(start, end, steps)', got {value!r}"
+            )
+        try:
+            start, end, steps = float(match[1]), float(match[2]), int(float(match[3]))
+        except ValueError as exc:
+            raise ComponentArgumentError(f"{owner}: cannot read schedule {value!r} ({exc})") from exc
+        if steps < 1:
+            raise ComponentArgumentError(f"{owner}: a linear schedule needs steps >= 1, got {value!r}")
+        return cls(start, end, steps)
+
+    def __call__(self, step: int) -> float:
+        if self.steps <= 0 or step >= self.steps:
+            return self.end
+        return self.start + (self.end - self.start) * step / self.steps
+
+    def __repr__(self) -> str:
+        return f"linear({self.start}, {self.end}, {self.steps})" if self.steps else f"{self.start}"
+
+
+class _Deterministic(nn.Module):
+    def __init__(self, in_features: int, dim: int, low: torch.Tensor, high: torch.Tensor, gain: float) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, dim)
+        orthogonal_init(self.linear, gain)
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.low + (torch.tanh(self.linear(features)) + 1.0) * (self.high - self.low) / 2.0
+
+
+class NoiseModule(TensorDictModuleBase):
+    """Adds scheduled noise to ``action_key`` under random exploration and clamps into the action bounds.
+
+    Call :meth:`step` with the number of environment steps just collected to advance the schedule.
+    """
+
+    def __init__(
+        self, std: Schedule, low: torch.Tensor, high: torch.Tensor, action_key: str = "action", seed: int | None = None
+    ) -> None:
+        super().__init__()
+        self.in_keys = [action_key]
+        self.out_keys = [action_key]
+        self.schedule = std
+        self.steps = 0
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+        self._gen: torch.Generator | None = None
+        self._seed = seed
+
+    @property
+    def std(self) -> float:
+        return self.schedule(self.steps)
+
+    def step(self, frames: int = 1) -> None:
+        self.steps += int(frames)
+
+    def _randn(self, like: torch.Tensor) -> torch.Tensor:
+        if self._seed is None:
+            return torch.randn_like(like)
+        if self._gen is None or self._gen.device != like.device:
+            self._gen = torch.Generator(device=like.device)
+            self._gen.manual_seed(self._seed)
+        return torch.randn(like.shape, generator=self._gen, device=like.device, dtype=like.dtype)
+
+    def _noise(self, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if exploration_type() not in (ExplorationType.RANDOM, None):
+            return tensordict
+        action = tensordict.get(self.in_keys[0])
+        noisy = torch.maximum(torch.minimum(action + self._noise(tensordict, action), self.high), self.low)
+        return tensordict.set(self.out_keys[0], noisy)
+
+
+class GaussianNoise(NoiseModule):
+    def _noise(self, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+        return self._randn(action) * self.std
+
+
+class TruncatedGaussianNoise(NoiseModule):
+    """DrQ-v2's exploration: Gaussian noise clipped to ``[-clip, clip]`` before the action is clamped."""
+
+    def __init__(self, std: Schedule, low: torch.Tensor, high: torch.Tensor, clip: float, **kwargs: Any) -> None:
+        super().__init__(std, low, high, **kwargs)
+        self.clip = float(clip)
+
+    def _noise(self, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+        return (self._randn(action) * self.std).clamp(-self.clip, self.clip)
+
+
+class OrnsteinUhlenbeckNoise(NoiseModule):
+    """Temporally correlated noise ``x += theta (mu - x) dt + sigma sqrt(dt) N(0, 1)``, scaled by the schedule.
+
+    The process restarts for the envs whose ``is_init`` entry is set (add TorchRL's ``InitTracker`` transform to
+    the env to mark episode starts); without it the process runs on across episodes.
+    """
+
+    def __init__(
+        self, std: Schedule, low: torch.Tensor, high: torch.Tensor, theta: float, sigma: float, dt: float, **kw: Any
+    ) -> None:
+        super().__init__(std, low, high, **kw)
+        self.theta, self.sigma, self.dt = float(theta), float(sigma), float(dt)
+        self._x: torch.Tensor | None = None
+
+    def _noise(self, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+        x = self._x
+        if x is None or x.shape != action.shape or x.device != action.device:
+            x = torch.zeros_like(action)
+        init = tensordict.get("is_init", None)
+        if init is not None:
+            x = torch.where(init.reshape(*init.shape[: action.dim() - 1], 1).bool(), torch.zeros_like(x), x)
+        x = x - self.theta * x * self.dt + self.sigma * (self.dt**0.5) * self._randn(action)
+        self._x = x
+        return x * self.std
+
+
+class NoiseHead(DistributionHead):
+    """Deterministic actor head (``tanh`` onto the bounds) plus the exploration noise used while collecting."""
+
+    param_keys = ("action",)
+
+    def __init__(
+        self, std: Any, action_key: str = "action", seed: int | None = None, in_keys: Sequence[str] = ("features",)
+    ) -> None:
+        super().__init__(in_keys)
+        self.std = Schedule.parse(std, self._owner())
+        self.action_key = action_key
+        self.seed = seed
+        self.init_gain = 1.0
+
+    def _check(self, action_spec: TensorSpec, shape: tuple[int, ...]) -> None:
+        bounded = hasattr(action_spec, "space") and hasattr(action_spec.space, "low")
+        if not action_spec.dtype.is_floating_point or len(shape) != 1 or not bounded:
+            self._refuse(action_spec, shape, "a bounded continuous action vector (a float Bounded spec)", "categorical")
+
+    def _make(self, in_features: int, action_spec: TensorSpec, shape: tuple[int, ...]) -> nn.Module:
+        self._low = action_spec.space.low.reshape(-1, shape[0])[0].detach().clone().float()
+        self._high = action_spec.space.high.reshape(-1, shape[0])[0].detach().clone().float()
+        return _Deterministic(in_features, shape[0], self._low, self._high, self.init_gain)
+
+    def _head_out_keys(self) -> list[str]:
+        return [self.action_key]
+
+    def actor(self, body: nn.Module | None, action_spec: TensorSpec) -> TensorDictModuleBase:  # type: ignore[override]
+        """The deterministic actor (what TorchRL's DDPG/TD3 losses take): ``body`` then the tanh head."""
+        if self.head is None:
+            raise RuntimeError(f"{self._owner()} is not built: call .build(action_spec, in_features) first")
+        return self.head if body is None else TensorDictSequential(body, self.head)
+
+    def noise(self) -> NoiseModule:
+        raise NotImplementedError
+
+    def exploration(self, actor: TensorDictModuleBase) -> TensorDictSequential:
+        """``actor`` followed by this head's noise: the collector's policy. Advance it with ``.step(frames)``."""
+        return TensorDictSequential(actor, self.noise())
+
+
+class NormalNoiseHead(NoiseHead):
+    """Deterministic actor with additive Gaussian exploration noise (DDPG/TD3); ``std`` may be a schedule.
+
+    Examples:
+        >>> import torch, rlte_plugins
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Bounded
+        >>> spec = Bounded(-1.0, 1.0, shape=(2,))
+        >>> head = rlte_plugins.make("distribution", "normal_noise", std=0.1).build(spec, in_features=4)
+        >>> policy = head.exploration(head.actor(None, spec))
+        >>> td = policy(TensorDict(features=torch.zeros(3, 4), batch_size=[3]))
+        >>> td["action"].shape, bool(td["action"].abs().max() <= 1.0)
+        (torch.Size([3, 2]), True)
+    """
+
+    registry_name = "normal_noise"
+
+    def __init__(
+        self,
+        std: Any = 0.1,
+        action_key: str = "action",
+        seed: int | None = None,
+        in_keys: Sequence[str] = ("features",),
+    ) -> None:
+        super().__init__(std, action_key, seed, in_keys)
+
+    def noise(self) -> NoiseModule:
+        return GaussianNoise(self.std, self._low, self._high, action_key=self.action_key, seed=self.seed)
+
+
+class TruncatedNormalNoiseHead(NoiseHead):
+    """DrQ-v2's exploration: Gaussian noise clipped to ``[-clip, clip]`` with a scheduled standard deviation,
+    e.g. ``std="linear(1.0, 0.1, 500000)"`` (1.0 to 0.1 over 500k environment steps).
+
+    Examples:
+        >>> from torchrl.data import Bounded
+        >>> import rlte_plugins
+        >>> head = rlte_plugins.make("distribution", "truncated_normal_noise", std="linear(1.0, 0.1, 100)")
+        >>> noise = head.build(Bounded(-1.0, 1.0, shape=(2,)), in_features=4).noise()
+        >>> noise.step(50); round(noise.std, 3)
+        0.55
+    """
+
+    registry_name = "truncated_normal_noise"
+
+    def __init__(
+        self,
+        std: Any = "linear(1.0, 0.1, 500000)",
+        clip: float = 0.3,
+        action_key: str = "action",
+        seed: int | None = None,
+        in_keys: Sequence[str] = ("features",),
+    ) -> None:
+        super().__init__(std, action_key, seed, in_keys)
+        if clip <= 0:
+            raise ComponentArgumentError(f"{self._owner()}: clip must be positive, got {clip}")
+        self.clip = clip
+
+    def noise(self) -> NoiseModule:
+        return TruncatedGaussianNoise(
+            self.std, self._low, self._high, self.clip, action_key=self.action_key, seed=self.seed
+        )
+
+
+class OrnsteinUhlenbeckNoiseHead(NoiseHead):
+    """Deterministic actor with Ornstein-Uhlenbeck exploration (DDPG's original), scaled by ``std``.
+
+    Examples:
+        >>> from torchrl.data import Bounded
+        >>> import rlte_plugins
+        >>> head = rlte_plugins.make("distribution", "ornstein_uhlenbeck_noise", seed=0)
+        >>> noise = head.build(Bounded(-1.0, 1.0, shape=(2,)), in_features=4).noise()
+        >>> noise.theta, noise.sigma
+        (0.15, 0.2)
+    """
+
+    registry_name = "ornstein_uhlenbeck_noise"
+
+    def __init__(
+        self,
+        std: Any = 1.0,
+        theta: float = 0.15,
+        sigma: float = 0.2,
+        dt: float = 1e-2,
+        action_key: str = "action",
+        seed: int | None = None,
+        in_keys: Sequence[str] = ("features",),
+    ) -> None:
+        super().__init__(std, action_key, seed, in_keys)
+        self.theta, self.sigma, self.dt = theta, sigma, dt
+
+    def noise(self) -> NoiseModule:
+        return OrnsteinUhlenbeckNoise(
+            self.std, self._low, self._high, self.theta, self.sigma, self.dt, action_key=self.action_key, seed=self.seed
+        )
