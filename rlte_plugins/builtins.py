@@ -61,6 +61,27 @@ def register_distributions(register: Register) -> None:
 
 
 @hookimpl
+def register_augmentations(register: Register) -> None:
+    image = "rlte_plugins.augmentations.image"
+    for name, cls, tags in (
+        ("identity", "Identity", ("any",)),
+        ("random_shift", "RandomShift", ("pixels", "drq")),
+        ("random_crop", "RandomCrop", ("pixels",)),
+        ("random_translate", "RandomTranslate", ("pixels",)),
+        ("random_flip", "RandomFlip", ("pixels",)),
+        ("random_rotate", "RandomRotate", ("pixels",)),
+        ("random_cutout", "RandomCutout", ("pixels",)),
+        ("random_cutout_color", "RandomCutoutColor", ("pixels",)),
+        ("grayscale", "Grayscale", ("pixels",)),
+        ("color_jitter", "ColorJitter", ("pixels",)),
+        ("random_convolution", "RandomConvolution", ("pixels",)),
+        ("gaussian_noise", "GaussianNoise", ("pixels", "vector")),
+        ("random_amplitude_scaling", "RandomAmplitudeScaling", ("pixels", "vector")),
+    ):
+        register(name, f"{image}:{cls}", tags=tags)
+
+
+@hookimpl
 def register_policies(register: Register) -> None:
     register("actor_critic", "rlte_plugins.policies.actor_critic:ActorCritic", tags=("on-policy",))
 

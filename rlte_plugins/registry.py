@@ -356,7 +356,7 @@ def list_components(kind: str | None = None, pattern: str | None = None) -> list
     Examples:
         >>> import rlte_plugins
         >>> [s.name for s in rlte_plugins.list_components("distribution", "*categorical")]
-        ['categorical']
+        ['categorical', 'masked_categorical', 'multi_categorical']
     """
     return get_registry().specs(kind, pattern)
 
@@ -428,11 +428,41 @@ def factory_signature(factory: Callable[..., Any]) -> inspect.Signature:
     TorchRL's envs have, would otherwise hide it)."""
     try:
         if isinstance(factory, type) and factory.__init__ is not object.__init__:
+            if getattr(factory, "rlte_merge_base_signature", False):
+                return _class_signature(factory)
             sig = inspect.signature(factory.__init__)
             return sig.replace(parameters=list(sig.parameters.values())[1:])
         return inspect.signature(factory)
     except (TypeError, ValueError):
         return inspect.Signature()
+
+
+def _class_signature(cls: type) -> inspect.Signature:
+    """``__init__``'s signature without ``self``; where it forwards ``**kwargs`` to a base class, the base's
+    named parameters are added (keyword-only), up the MRO, so validation and ``rlte info`` see all of them.
+
+    Only for classes that set ``rlte_merge_base_signature = True``: their ``**kwargs`` must go to the base
+    untouched (a subclass that fills some base arguments itself would advertise them wrongly).
+    """
+    P = inspect.Parameter
+    params: list[inspect.Parameter] = []
+    seen: set[str] = set()
+    var_kw: inspect.Parameter | None = None
+    inits = [k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__ and k is not object]
+    for depth, init in enumerate(inits):
+        own = list(inspect.signature(init).parameters.values())[1:]
+        var_kw = next((p for p in own if p.kind is P.VAR_KEYWORD), None)
+        for p in own:
+            if p.kind in (P.VAR_KEYWORD, P.VAR_POSITIONAL) or p.name in seen:
+                continue
+            seen.add(p.name)
+            params.append(p if depth == 0 else p.replace(kind=P.KEYWORD_ONLY))
+        if var_kw is None:
+            break
+    params.sort(key=lambda p: p.kind)  # stable: keeps the order within each kind
+    if var_kw is not None:
+        params.append(var_kw)
+    return inspect.Signature(params)
 
 
 def natural_key(text: str) -> list[Any]:
