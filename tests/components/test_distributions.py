@@ -1,0 +1,201 @@
+"""Distributions: reference formulas (squashed-normal change of variables, closed-form entropies), masks,
+noise schedules, and TorchRL actor/loss compatibility."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.data import Binary, Bounded, Categorical, Composite, MultiCategorical, Unbounded
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+import rlte_plugins
+from rlte_plugins.distributions.discrete import IndependentBernoulli, MultiCategoricalDistribution
+from rlte_plugins.distributions.noise import Schedule
+from rlte_plugins.distributions.squashed_normal import SquashedNormal
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+
+
+def test_squashed_normal_log_prob_matches_change_of_variables():
+    torch.manual_seed(0)
+    loc, scale = torch.randn(2, 3, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64) + 0.2
+    low = torch.tensor([-1.0, -2.0, 0.0], dtype=torch.float64)
+    high = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64)
+    dist = SquashedNormal(loc, scale, low, high)
+    action = dist.sample()
+    for i in range(2):
+        u = torch.atanh((action[i] - low) / (high - low) * 2 - 1)
+        f = lambda v: low + (torch.tanh(v) + 1) * (high - low) / 2  # noqa: E731
+        jac = torch.autograd.functional.jacobian(f, u)
+        expected = torch.distributions.Normal(loc[i], scale[i]).log_prob(u).sum() - torch.logdet(jac)
+        assert torch.allclose(dist.log_prob(action)[i], expected, atol=1e-6)
+        # an action given from outside (no cached pre-tanh value) gives the same
+        assert torch.allclose(dist.log_prob(action.clone())[i], expected, atol=1e-6)
+
+
+def test_squashed_normal_integrates_to_one_and_entropy_estimate_is_unbiased():
+    dist = SquashedNormal(torch.tensor([[0.3]]), torch.tensor([[0.7]]), -1.0, 1.0)
+    grid = torch.linspace(-1 + 1e-6, 1 - 1e-6, 200001).reshape(-1, 1, 1)
+    density = dist.log_prob(grid).exp().squeeze()
+    assert abs(torch.trapezoid(density, grid.squeeze()).item() - 1.0) < 1e-3
+    exact = -torch.trapezoid(density * density.log(), grid.squeeze()).item()
+    estimate = dist.entropy(samples=200_000).item()
+    assert abs(estimate - exact) < 0.01
+    assert dist.mode.item() == pytest.approx(math.tanh(0.3))
+
+
+def test_squashed_normal_gradients_flow_through_samples():
+    loc = torch.zeros(4, 2, requires_grad=True)
+    dist = SquashedNormal(loc, torch.ones(4, 2), -1.0, 1.0)
+    a = dist.rsample()
+    (a.sum() + dist.log_prob(a).sum()).backward()
+    assert loc.grad is not None and loc.grad.abs().sum() > 0
+
+
+def test_categorical_and_masked_entropies_match_closed_forms():
+    features = torch.randn(5, 3) * 3  # far-from-uniform logits
+    head = rlte_plugins.make("distribution", "categorical", init_gain=1.0).build(Categorical(4), in_features=3)
+    actor = head.actor(None, Categorical(4))
+    td = actor(TensorDict(features=features, batch_size=[5]))
+    logp = td["logits"].log_softmax(-1)
+    assert torch.allclose(actor.get_dist(td).entropy(), -(logp.exp() * logp).sum(-1), atol=1e-5)
+    mask = torch.tensor([True, False, True, False]).expand(5, 4)
+    masked_head = rlte_plugins.make("distribution", "masked_categorical", init_gain=1.0)
+    masked = masked_head.build(Categorical(4), in_features=3).actor(None, Categorical(4))
+    mtd = masked(TensorDict(features=features, action_mask=mask, batch_size=[5]))
+    logq = mtd["logits"][:, [0, 2]].log_softmax(-1)
+    mdist = masked.get_dist(mtd)
+    assert torch.allclose(mdist.entropy(), -(logq.exp() * logq).sum(-1), atol=1e-5)
+    samples = mdist.sample(torch.Size([1000]))
+    assert set(samples.unique().tolist()) <= {0, 2}
+
+
+def test_masked_categorical_checks_the_observation_spec():
+    head = rlte_plugins.make("distribution", "masked_categorical", mask_key="legal")
+    obs = Composite(observation=Unbounded((4,)))
+    with pytest.raises(SpecMismatchError, match="'legal'"):
+        head.build(Categorical(3), 8, observation_spec=obs)
+    bad = Composite(observation=Unbounded((4,)), legal=Categorical(2, shape=(5,), dtype=torch.bool))
+    with pytest.raises(SpecMismatchError, match="3 actions"):
+        rlte_plugins.make("distribution", "masked_categorical", mask_key="legal").build(Categorical(3), 8, 0, bad)
+
+
+def test_bernoulli_and_multi_categorical_reference_values():
+    logits = torch.randn(6, 3)
+    b = IndependentBernoulli(logits)
+    p = torch.sigmoid(logits)
+    expected_entropy = -(p * p.log() + (1 - p) * (1 - p).log()).sum(-1)
+    assert torch.allclose(b.entropy(), expected_entropy, atol=1e-6)
+    x = b.sample()
+    assert x.dtype == torch.int64
+    assert torch.allclose(b.log_prob(x), (x * p.log() + (1 - x) * (1 - p).log()).sum(-1), atol=1e-6)
+    m = MultiCategoricalDistribution(torch.randn(6, 5), nvec=(3, 2))
+    a = m.sample()
+    parts = m.logits.split([3, 2], -1)
+    ref = sum(torch.log_softmax(part, -1).gather(-1, a[:, i : i + 1]).squeeze(-1) for i, part in enumerate(parts))
+    assert torch.allclose(m.log_prob(a), ref, atol=1e-6)
+    assert m.mode.shape == (6, 2)
+
+
+@pytest.mark.parametrize(
+    "name,spec",
+    [
+        ("categorical", Categorical(3)),
+        ("masked_categorical", Categorical(3)),
+        ("bernoulli", Binary(n=4)),
+        ("multi_categorical", MultiCategorical([3, 2])),
+        ("diagonal_gaussian", Bounded(-1.0, 1.0, shape=(2,))),
+        ("squashed_normal", Bounded(-1.0, 1.0, shape=(2,))),
+    ],
+)
+def test_stochastic_heads_work_with_probabilistic_actor(name, spec):
+    head = rlte_plugins.make("distribution", name).build(spec, in_features=8)
+    actor = head.actor(None, spec)
+    td = TensorDict(features=torch.randn(7, 8), action_mask=torch.ones(7, 3, dtype=torch.bool), batch_size=[7])
+    out = actor(td.clone())
+    assert out["action"].shape == (7, *spec.shape)
+    assert out["action_log_prob"].shape == (7,)
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        det1, det2 = actor(td.clone())["action"], actor(td.clone())["action"]
+    assert torch.equal(det1, det2)
+    logp = actor.get_dist(out).log_prob(out["action"])
+    logp.sum().backward()
+    assert all(p.grad is not None for p in head.parameters())
+
+
+@pytest.mark.parametrize("name,spec", [("squashed_normal", Categorical(3)), ("bernoulli", Categorical(3)),
+                                       ("multi_categorical", Bounded(-1.0, 1.0, shape=(2,))),
+                                       ("normal_noise", Categorical(2))])  # fmt: skip
+def test_mismatched_action_spaces_refused(name, spec):
+    with pytest.raises(SpecMismatchError, match="use '"):
+        rlte_plugins.make("distribution", name).build(spec, in_features=4)
+
+
+def test_schedules():
+    s = Schedule.parse("linear(1.0, 0.1, 500000)")
+    assert s(0) == 1.0 and s(250_000) == pytest.approx(0.55) and s(10**7) == pytest.approx(0.1)
+    for bad in ("lin(1, 2, 3)", "linear(1, 0.1, 0)", "linear(a, 1, 3)", None):
+        with pytest.raises(ComponentArgumentError):
+            Schedule.parse(bad)
+
+
+@pytest.mark.parametrize("name", ["normal_noise", "truncated_normal_noise", "ornstein_uhlenbeck_noise"])
+def test_noise_heads_explore_only_when_random_and_stay_in_bounds(name):
+    spec = Bounded(torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 2.0]), shape=(2,))
+    head = rlte_plugins.make("distribution", name, seed=0, std=0.5).build(spec, in_features=4)
+    actor = head.actor(None, spec)
+    policy = head.exploration(actor)
+    td = TensorDict(features=torch.randn(256, 4), batch_size=[256])
+    clean = actor(td.clone())["action"]
+    noisy = policy(td.clone())["action"]
+    assert not torch.equal(clean, noisy)
+    assert (noisy >= spec.space.low).all() and (noisy <= spec.space.high).all()
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        assert torch.equal(policy(td.clone())["action"], clean)
+
+
+def test_truncated_noise_is_clipped_and_follows_its_schedule():
+    spec = Bounded(-10.0, 10.0, shape=(1,))
+    head = rlte_plugins.make("distribution", "truncated_normal_noise", std="linear(1.0, 0.1, 100)", clip=0.3, seed=0)
+    head.build(spec, in_features=2)
+    noise = head.noise()
+    td = TensorDict(action=torch.zeros(10_000, 1), batch_size=[10_000])
+    first = noise(td.clone())["action"]
+    assert first.abs().max() <= 0.3 + 1e-6 and first.abs().max() > 0.29
+    noise.step(100)
+    late = noise(td.clone())["action"]
+    assert late.std().item() == pytest.approx(0.1, rel=0.05)  # 0.1 is well inside the clip
+
+
+def test_deterministic_actor_and_noise_feed_torchrl_td3_loss():
+    from tensordict.nn import TensorDictModule
+    from torch import nn
+    from torchrl.modules import ValueOperator
+    from torchrl.objectives import TD3Loss
+
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    head = rlte_plugins.make("distribution", "truncated_normal_noise").build(spec, in_features=3)
+    body = TensorDictModule(nn.Linear(5, 3), ["observation"], ["features"])
+    actor = head.actor(body, spec)
+
+    class Q(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(7, 1)
+
+        def forward(self, obs, action):
+            return self.net(torch.cat([obs, action], -1))
+
+    qvalue = ValueOperator(Q(), in_keys=["observation", "action"], out_keys=["state_action_value"])
+    loss = TD3Loss(actor, qvalue, action_spec=spec)
+    n = 8
+    flag = torch.zeros(n, 1, dtype=torch.bool)
+    nxt = TensorDict(
+        observation=torch.randn(n, 5), reward=torch.randn(n, 1), done=flag, terminated=flag, batch_size=[n]
+    )
+    data = TensorDict(observation=torch.randn(n, 5), action=spec.rand((n,)), next=nxt, batch_size=[n])
+    out = loss(data)
+    (out["loss_actor"] + out["loss_qvalue"]).backward()
+    assert all(p.grad is not None for p in head.parameters())
