@@ -89,6 +89,13 @@ def register_policies(register: Register) -> None:
 @hookimpl
 def register_storages(register: Register) -> None:
     register("rollout", "rlte_plugins.storages.rollout:RolloutStorage", tags=("on-policy",))
+    register("dict_rollout", "rlte_plugins.storages.rollout:DictRolloutStorage", tags=("on-policy", "dict"))
+    replay = "rlte_plugins.storages.replay"
+    register("replay", f"{replay}:ReplayStorage", tags=("off-policy",))
+    register("dict_replay", f"{replay}:DictReplayStorage", tags=("off-policy", "dict"))
+    register("nstep_replay", f"{replay}:NStepReplayStorage", tags=("off-policy", "n-step"))
+    register("prioritized_replay", f"{replay}:PrioritizedReplayStorage", tags=("off-policy", "prioritized"))
+    register("her_replay", "rlte_plugins.storages.her:HERReplayStorage", tags=("off-policy", "goal"))
 
 
 @hookimpl

@@ -62,3 +62,7 @@ class RolloutStorage:
         per_epoch = flat.numel() // self.minibatch_size
         for _ in range(epochs * per_epoch):
             yield self.buffer.sample()
+
+
+class DictRolloutStorage(RolloutStorage):
+    """On-policy rollout for dict observations (identical to ``rollout``: TensorDicts nest natively)."""
