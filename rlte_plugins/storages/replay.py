@@ -123,7 +123,7 @@ class NStepReplayStorage(ReplayStorage):
     (TorchRL's value estimators read these). The original reward is kept as ``("next", "original_reward")``.
 
     Built on TorchRL's ``MultiStepTransform``: add data as ``[num_envs, T]`` (the collector's layout; time
-    last); the last ``n - 1`` steps of each env are held back until the following add completes them.
+    last); the last ``n`` steps of each env are held back until the following add completes them.
 
     Examples:
         >>> import torch, rlte_plugins
