@@ -84,6 +84,13 @@ def register_augmentations(register: Register) -> None:
 @hookimpl
 def register_policies(register: Register) -> None:
     register("actor_critic", "rlte_plugins.policies.actor_critic:ActorCritic", tags=("on-policy",))
+    ac = "rlte_plugins.policies.actor_critic"
+    register("decoupled_actor_critic", f"{ac}:DecoupledActorCritic", tags=("on-policy", "daac"))
+    register("recurrent_actor_critic", f"{ac}:RecurrentActorCritic", tags=("on-policy", "recurrent"))
+    vb = "rlte_plugins.policies.value_based"
+    register("deterministic_double_critic", f"{vb}:DeterministicDoubleCritic", tags=("off-policy", "continuous"))
+    register("stochastic_double_critic", f"{vb}:StochasticDoubleCritic", tags=("off-policy", "sac"))
+    register("double_q", f"{vb}:DoubleQNetwork", tags=("off-policy", "discrete", "dqn"))
 
 
 @hookimpl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torchrl.data import Composite, TensorSpec
@@ -83,3 +84,137 @@ def _fresh_copy(encoder: Encoder, out_key: str) -> Encoder:
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
     return clone
+
+
+class DecoupledActorCritic(ActorCritic):
+    """DAAC (Raileanu and Fergus, 2021): actor and critic with separate encoders, and an advantage head on the
+    actor's features that predicts ``A(s, a)`` (written ``"advantage_pred"``), trained to match the GAE
+    advantages so the policy's representation learns what matters for the action, not the value.
+
+    Examples:
+        >>> import torch, rlte_plugins
+        >>> env = rlte_plugins.make("env", "torch_cartpole", num_envs=2)
+        >>> policy = rlte_plugins.make("policy", "decoupled_actor_critic").build(
+        ...     rlte_plugins.make("encoder", "mlp"), rlte_plugins.make("distribution", "categorical"),
+        ...     env.observation_spec, env.action_spec)
+        >>> policy.advantage(policy.actor(env.reset()))["advantage_pred"].shape
+        torch.Size([2, 1])
+    """
+
+    def __init__(self, value_init_gain: float = 1.0, advantage_hidden: int = 256) -> None:
+        super().__init__(shared_encoder=False, value_init_gain=value_init_gain)
+        self.advantage_hidden = advantage_hidden
+        self.advantage: Any = None
+
+    def build(
+        self,
+        encoder: Encoder,
+        distribution: DistributionHead,
+        observation_spec: Composite,
+        action_spec: TensorSpec,
+    ) -> DecoupledActorCritic:
+        super().build(encoder, distribution, observation_spec, action_spec)
+        discrete = (
+            action_spec.dtype in (torch.int64, torch.int32) and not action_spec.shape[len(observation_spec.shape) :]
+        )
+        action_dim = int(action_spec.space.n) if discrete else int(action_spec.shape[-1])
+        net = _AdvantageNet(encoder.out_features, action_dim, self.advantage_hidden, discrete)
+        self.advantage = TensorDictModule(net, [encoder.out_keys[0], "action"], ["advantage_pred"])
+        return self
+
+
+class _AdvantageNet(nn.Module):
+    def __init__(self, features: int, action_dim: int, hidden: int, discrete: bool) -> None:
+        super().__init__()
+        self.discrete, self.action_dim = discrete, action_dim
+        self.net = nn.Sequential(nn.Linear(features + action_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        orthogonal_init(self.net, 1.0)
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            action = nn.functional.one_hot(action.long(), self.action_dim)
+        return self.net(torch.cat([features, action.to(features.dtype)], dim=-1))
+
+
+class RecurrentActorCritic(nn.Module):
+    """Actor-critic with an LSTM or GRU after the encoder (TorchRL's ``LSTMModule``/``GRUModule``).
+
+    The recurrent state lives in the TensorDict (``recurrent_state_h``/``_c`` for LSTM, ``recurrent_state`` for
+    GRU, and their ``("next", ...)`` values), reset where ``is_init`` is set: add :meth:`env_transforms` (an
+    ``InitTracker`` and the state primer) to the env. Collect step by step; train on ``[B, T]`` sequences inside
+    ``torchrl.modules.set_recurrent_mode(True)``, which runs the cell over time from the stored initial states.
+
+    Args:
+        cell: ``"lstm"`` or ``"gru"``.
+        hidden_size: recurrent state size.
+        value_init_gain: orthogonal-init gain of the value head.
+
+    Examples:
+        >>> import rlte_plugins
+        >>> from torchrl.envs import TransformedEnv, Compose
+        >>> env = rlte_plugins.make("env", "torch_cartpole", num_envs=2)
+        >>> policy = rlte_plugins.make("policy", "recurrent_actor_critic", hidden_size=16).build(
+        ...     rlte_plugins.make("encoder", "mlp"), rlte_plugins.make("distribution", "categorical"),
+        ...     env.observation_spec, env.action_spec)
+        >>> env = TransformedEnv(env, Compose(*policy.env_transforms()))
+        >>> env.rollout(3, policy.actor)["next", "recurrent_state_h"].shape
+        torch.Size([2, 3, 1, 16])
+    """
+
+    CELLS = ("lstm", "gru")
+
+    def __init__(self, cell: str = "lstm", hidden_size: int = 256, value_init_gain: float = 1.0) -> None:
+        super().__init__()
+        if cell not in self.CELLS:
+            raise ComponentArgumentError(f"policy 'recurrent_actor_critic': cell must be 'lstm' or 'gru', got {cell!r}")
+        if not isinstance(hidden_size, int) or hidden_size < 1:
+            raise ComponentArgumentError(
+                f"policy 'recurrent_actor_critic': hidden_size must be a positive int, got {hidden_size!r}"
+            )
+        self.cell, self.hidden_size, self.value_init_gain = cell, hidden_size, value_init_gain
+        self.actor: Any = None
+        self.critic: Any = None
+        self.rnn: Any = None
+
+    @property
+    def built(self) -> bool:
+        return self.actor is not None
+
+    def build(
+        self,
+        encoder: Encoder,
+        distribution: DistributionHead,
+        observation_spec: Composite,
+        action_spec: TensorSpec,
+    ) -> RecurrentActorCritic:
+        from torchrl.modules import GRUModule, LSTMModule
+
+        if self.built:
+            raise ComponentArgumentError("policy 'recurrent_actor_critic' is already built; make a new one per agent")
+        encoder.build(observation_spec)
+        rnn_cls = LSTMModule if self.cell == "lstm" else GRUModule
+        self.rnn = rnn_cls(
+            input_size=encoder.out_features,
+            hidden_size=self.hidden_size,
+            in_key=encoder.out_keys[0],
+            out_key="rnn_features",
+        )
+        trunk = TensorDictSequential(encoder, self.rnn)
+        distribution.in_keys = ["rnn_features"]
+        distribution.build(action_spec, self.hidden_size, len(observation_spec.shape), observation_spec)
+        self.actor = distribution.actor(trunk, action_spec)
+        value_head = nn.Linear(self.hidden_size, 1)
+        orthogonal_init(value_head, self.value_init_gain)
+        self.critic = TensorDictSequential(trunk, TensorDictModule(value_head, ["rnn_features"], ["state_value"]))
+        return self
+
+    def env_transforms(self) -> list[Any]:
+        """``InitTracker`` (marks episode starts, where the state resets) and the recurrent-state primer."""
+        from torchrl.envs import InitTracker
+
+        if self.rnn is None:
+            raise RuntimeError("policy 'recurrent_actor_critic' is not built: call .build(...) first")
+        return [InitTracker(), self.rnn.make_tensordict_primer()]
+
+    def forward(self, tensordict: Any) -> Any:
+        return self.critic(self.actor(tensordict))
