@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=3.0, help="timed seconds per figure (after a warm-up)")
     b.add_argument("--device", default="cpu", help="device of the output tensors")
     b.set_defaults(func=cmd_bench_envs)
+    b = bench.add_parser("encoders", help="forward (and forward+backward) time per batch of each encoder")
+    b.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
+    b.add_argument("--repeats", type=int, default=10, help="timings per figure; the median is shown")
+    b.add_argument("--device", default="cpu")
+    b.set_defaults(func=cmd_bench_encoders)
 
     p = sub.add_parser(
         "doctor",
@@ -236,6 +241,13 @@ def cmd_bench_cartpole(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.cartpole import benchmark
 
     benchmark(args.recipe, args.seeds, args.frames, args.eval_episodes, args.workers)
+    return 0
+
+
+def cmd_bench_encoders(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.encoders import benchmark
+
+    benchmark(args.batch_size, args.repeats, args.device)
     return 0
 
 

@@ -22,7 +22,8 @@ def test_list_table_json_kind_and_pattern(capsys):
     assert "mlp" in out and "ppo" not in out
     assert main(["list", "m*", "--json"]) == 0
     names = [c["name"] for c in json.loads(capsys.readouterr().out)]
-    assert names == ["mlp", "mnih_cnn", "minigrid"]  # by kind (encoder, env), then name
+    # by kind (encoder, distribution, env: the registry's kind order), then name
+    assert names == ["mlp", "mnih_cnn", "masked_categorical", "multi_categorical", "minigrid"]
 
 
 def test_info_shows_signature_docstring_and_provider(capsys):
@@ -95,3 +96,15 @@ def test_train_help_documents_every_key():
     out = rlte("train", "--help").stdout
     for key in TRAIN_KEYS:
         assert f"train.{key}" in out
+
+
+def test_every_component_has_a_summary_and_info_shows_forwarded_arguments(capsys):
+    import rlte_plugins
+
+    kinds = ("encoder", "policy", "distribution", "augmentation", "storage")
+    for kind in kinds:
+        specs = rlte_plugins.list_components(kind)
+        assert specs and all(s.summary for s in specs), kind
+    assert main(["info", "augmentation", "random_shift", "--json"]) == 0
+    params = {p["name"]: p for p in json.loads(capsys.readouterr().out)["parameters"]}
+    assert {"pad", "in_keys", "out_keys", "seed"} <= set(params)
