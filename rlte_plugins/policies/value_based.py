@@ -79,11 +79,18 @@ class _OffPolicy(nn.Module):
     def built(self) -> bool:
         return self.actor is not None
 
-    def _start(self, encoder: Encoder, observation_spec: Composite) -> Encoder:
+    def _build_actor(
+        self, encoder: Encoder, distribution: DistributionHead, observation_spec: Composite, action_spec: TensorSpec
+    ) -> Encoder:
+        """Build encoder, MLP trunk and distribution head into ``self.actor``; return the critic's encoder."""
         if self.built:
             raise ComponentArgumentError(f"{self._owner()} is already built; make a new one per agent")
         encoder.build(observation_spec)
         critic = encoder if self.shared_encoder else _fresh_copy(encoder, "q_features")
+        trunk, width = _trunk(self, encoder)
+        distribution.in_keys = ["actor_features"]
+        distribution.build(action_spec, width, len(observation_spec.shape), observation_spec)
+        self.actor = distribution.actor(TensorDictSequential(encoder, trunk), action_spec)
         return critic
 
     def _continuous_q(self, critic_encoder: Encoder, action_dim: int) -> TensorDictSequential:
@@ -151,11 +158,7 @@ class DeterministicDoubleCritic(_OffPolicy):
                 "('normal_noise', 'ornstein_uhlenbeck_noise' or 'truncated_normal_noise'), "
                 f"got distribution {distribution.registry_name!r}"
             )
-        critic_encoder = self._start(encoder, observation_spec)
-        trunk, width = _trunk(self, encoder)
-        distribution.in_keys = ["actor_features"]
-        distribution.build(action_spec, width, len(observation_spec.shape), observation_spec)
-        self.actor = distribution.actor(TensorDictSequential(encoder, trunk), action_spec)
+        critic_encoder = self._build_actor(encoder, distribution, observation_spec, action_spec)
         self.exploration_policy = distribution.exploration(self.actor)
         self.qvalue = self._continuous_q(critic_encoder, int(action_spec.shape[-1]))
         return self
@@ -188,11 +191,7 @@ class StochasticDoubleCritic(_OffPolicy):
                 f"{self._owner()} needs a stochastic distribution (e.g. 'squashed_normal' or 'categorical'), "
                 f"got the exploration noise {distribution.registry_name!r}; use 'deterministic_double_critic'"
             )
-        critic_encoder = self._start(encoder, observation_spec)
-        trunk, width = _trunk(self, encoder)
-        distribution.in_keys = ["actor_features"]
-        distribution.build(action_spec, width, len(observation_spec.shape), observation_spec)
-        self.actor = distribution.actor(TensorDictSequential(encoder, trunk), action_spec)
+        critic_encoder = self._build_actor(encoder, distribution, observation_spec, action_spec)
         self.exploration_policy = self.actor
         self.discrete = isinstance(action_spec, (Categorical, OneHot))
         if self.discrete:
