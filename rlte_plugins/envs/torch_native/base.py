@@ -145,6 +145,28 @@ class TorchEnv(ExactOutputs, EnvBase):
             self.device,
         )
 
+    def env_state(self) -> dict[str, Any]:
+        """Everything that determines the next transitions (for exact resume): state, episode counters, RNG."""
+        return {
+            "state": self.state.clone(),
+            "returns": self._returns.clone(),
+            "lengths": self._lengths.clone(),
+            "generator": self._gen.get_state(),
+        }
+
+    def load_env_state(self, saved: dict[str, Any]) -> None:
+        if saved["state"].shape != self.state.shape:
+            from rlte_plugins.errors import SpecMismatchError
+
+            raise SpecMismatchError(
+                f"env {self.name!r}: saved state has shape {list(saved['state'].shape)}, this env "
+                f"{list(self.state.shape)} (a different num_envs?)"
+            )
+        self.state = saved["state"].to(self.device)
+        self._returns.copy_(saved["returns"])
+        self._lengths.copy_(saved["lengths"])
+        self._gen.set_state(saved["generator"])
+
     def _set_seed(self, seed: int | None) -> None:
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())

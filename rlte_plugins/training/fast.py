@@ -1,0 +1,516 @@
+"""The high-throughput PPO path for environments batched on the training device (rl8's design, on TorchRL).
+
+:class:`FastPPO` is the low-level algorithm: :meth:`FastPPO.collect` fills a rollout buffer allocated once on the
+device, :meth:`FastPPO.step` runs one PPO update; each returns a dict of statistics. Inside both loops nothing
+is copied to the host: statistics are reduced on the device and fetched once per call. :class:`FastTrainer`
+drives it with stop conditions, periodic evaluation and checkpoints that resume exactly.
+
+Components come from the registry like everywhere else (encoder, distribution, the ``actor_critic`` policy
+with separate actor and critic encoders), advantages come from TorchRL's vectorised GAE
+(``vec_generalized_advantage_estimate``) and the loss is TorchRL's ``ClipPPOLoss``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.envs import EnvBase
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives import ClipPPOLoss
+from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+
+from rlte_plugins.agents.base import resolve_component
+from rlte_plugins.distributions.noise import Schedule
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError
+from rlte_plugins.training.checkpoint import rng_state, set_rng_state
+
+#: rl8's defaults (``rl8.AlgorithmConfig``), which the throughput benchmark compares at.
+RL8_DEFAULTS = dict(num_envs=8192, horizon=32, epochs=4, minibatch_size=None, gamma=0.95, gae_lambda=0.95)
+
+
+class RunningMeanStd:
+    """Running mean and variance over a batch axis (Chan et al.'s parallel update), kept on the device."""
+
+    def __init__(self, shape: Sequence[int], device: torch.device) -> None:
+        self.mean = torch.zeros(tuple(shape), device=device)
+        self.var = torch.ones(tuple(shape), device=device)
+        self.count = torch.tensor(1e-4, device=device)
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, *self.mean.shape).float()
+        n = torch.tensor(float(x.shape[0]), device=x.device)
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        delta, total = mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.mean, self.var, self.count = (state[k].to(self.mean.device) for k in ("mean", "var", "count"))
+
+
+def _schedule(value: Any, owner: str) -> Schedule:
+    return Schedule.parse(value, owner)
+
+
+class FastPPO:
+    """PPO with env, policy, rollout buffer, advantages and update on one device.
+
+    Args:
+        env: an env instance batched on ``device``, or a registered env name made with ``num_envs``, ``seed``,
+            ``device`` and ``env_kwargs`` (default ``"dummy_discrete"``, rl8's discrete dummy task).
+        num_envs, horizon: the rollout is ``num_envs x horizon`` transitions (rl8: 8192 x 32).
+        device, seed: where everything lives; the seed of torch, the env and the minibatch shuffling.
+        encoder, distribution: registry names, ``{"name": ..., **kwargs}`` or instances; default a 256x256 ReLU
+            MLP (one for the actor, a separate one for the critic: rl8's default model) and the distribution
+            matching the action space.
+        epochs: passes over each rollout; ``minibatch_size``: samples per gradient step (``None``: the whole
+            rollout, rl8's default); ``grad_accumulation``: minibatches summed into one optimiser step.
+        lr, entropy_coef: numbers or schedules in environment transitions (``"linear(3e-4, 0, 10000000)"``).
+        gamma, gae_lambda: discount and GAE lambda (rl8: 0.95 and 0.95).
+        clip_epsilon: PPO ratio clip. ``clip_value``: clip the value update around the old value (``None``: off).
+        value_coef, max_grad_norm: loss weight of the critic, global gradient-norm clip.
+        normalize_advantage: per minibatch. ``normalize_observation``: running mean/std of observations.
+        scale_rewards: divide rewards by the running std of the discounted return (rl8's ``normalize_rewards``).
+        target_kl: stop a step's remaining epochs once the approximate KL exceeds it.
+        amp: ``None``, ``"bf16"`` or ``"fp16"`` (fp16 with a gradient scaler; CUDA only).
+        compile: ``torch.compile`` the policy forward and the loss.
+        cudagraphs: capture the update's forward/backward in a CUDA graph (tensordict's ``CudaGraphModule``;
+            CUDA only, fixed minibatch shapes).
+        env_kwargs: arguments of a registered env.
+
+    Examples:
+        >>> algo = FastPPO("dummy_discrete", num_envs=64, horizon=8, encoder={"name": "mlp", "num_cells": [16]})
+        >>> algo.collect()["frames"]
+        512
+        >>> "losses/total" in algo.step()
+        True
+    """
+
+    def __init__(
+        self,
+        env: Any = "dummy_discrete",
+        *,
+        num_envs: int = 8192,
+        horizon: int = 32,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        encoder: Any = None,
+        distribution: Any = None,
+        epochs: int = 4,
+        minibatch_size: int | None = None,
+        grad_accumulation: int = 1,
+        lr: Any = 3e-4,
+        entropy_coef: Any = 0.0,
+        gamma: float = 0.95,
+        gae_lambda: float = 0.95,
+        clip_epsilon: float = 0.2,
+        clip_value: float | None = None,
+        value_coef: float = 1.0,
+        max_grad_norm: float | None = 5.0,
+        normalize_advantage: bool = True,
+        normalize_observation: bool = False,
+        scale_rewards: bool = True,
+        target_kl: float | None = None,
+        amp: str | None = None,
+        compile: bool = False,
+        cudagraphs: bool = False,
+        env_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        owner = "algorithm 'fast_ppo'"
+        self.device = torch.device(device)
+        for name, value in (("num_envs", num_envs), ("horizon", horizon), ("epochs", epochs),
+                            ("grad_accumulation", grad_accumulation)):  # fmt: skip
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ComponentArgumentError(f"{owner}: {name} must be a positive int, got {value!r}")
+        if amp not in (None, "bf16", "fp16"):
+            raise ComponentArgumentError(f"{owner}: amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ComponentArgumentError(f"{owner}: amp='fp16' needs a CUDA device; use amp='bf16' on {self.device}")
+        if cudagraphs and self.device.type != "cuda":
+            raise ComponentArgumentError(f"{owner}: cudagraphs needs a CUDA device, got {self.device}")
+        self.hp = dict(
+            num_envs=num_envs, horizon=horizon, epochs=epochs, minibatch_size=minibatch_size,
+            grad_accumulation=grad_accumulation, gamma=gamma, gae_lambda=gae_lambda, clip_epsilon=clip_epsilon,
+            clip_value=clip_value, value_coef=value_coef, max_grad_norm=max_grad_norm,
+            normalize_advantage=normalize_advantage, normalize_observation=normalize_observation,
+            scale_rewards=scale_rewards, target_kl=target_kl, amp=amp, compile=compile, cudagraphs=cudagraphs,
+        )  # fmt: skip
+        self.lr = _schedule(lr, owner)
+        self.entropy_coef = _schedule(entropy_coef, owner)
+        self.seed = int(seed)
+        torch.manual_seed(self.seed)
+        self.env = self._make_env(env, num_envs, dict(env_kwargs or {}))
+        self.num_envs = int(self.env.batch_size[0]) if self.env.batch_size else 1
+        self.batch = self.num_envs * horizon
+        if minibatch_size is not None and (minibatch_size < 1 or self.batch % minibatch_size):
+            raise ComponentArgumentError(
+                f"{owner}: minibatch_size must divide the rollout ({self.num_envs} x {horizon} = {self.batch}), "
+                f"got {minibatch_size}"
+            )
+        self.minibatch_size = minibatch_size or self.batch
+        self._build_policy(encoder, distribution)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr(0), eps=1e-5)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+        self.frames = 0
+        self.iterations = 0
+        self._shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
+        obs_shape = self.env.observation_spec["observation"].shape[1:]
+        self.obs_rms = RunningMeanStd(obs_shape, self.device) if normalize_observation else None
+        self.ret_rms = RunningMeanStd((), self.device) if scale_rewards else None
+        self._discounted = torch.zeros(self.num_envs, device=self.device)
+        self.buffer: TensorDictBase | None = None
+        self._td = self.env.reset()
+        self._episode_returns = torch.zeros((), device=self.device)
+        self._update = self._update_eager
+        if compile:
+            self.actor_forward = torch.compile(self.policy.actor)
+            self._loss = torch.compile(self.loss_module)
+        else:
+            self.actor_forward = self.policy.actor
+            self._loss = self.loss_module
+        if cudagraphs:
+            from tensordict.nn import CudaGraphModule
+
+            self._loss = CudaGraphModule(self._loss, warmup=2)
+
+    # -- construction ------------------------------------------------------------------------------------
+    def _make_env(self, env: Any, num_envs: int, kwargs: dict[str, Any]) -> EnvBase:
+        if isinstance(env, EnvBase):
+            if env.device != self.device:
+                raise ComponentArgumentError(
+                    f"algorithm 'fast_ppo': the env lives on {env.device} but the algorithm on {self.device}; the "
+                    "fast path keeps both on one device"
+                )
+            return env
+        name, extra = (
+            (env, {}) if isinstance(env, str) else (env["name"], {k: v for k, v in env.items() if k != "name"})
+        )
+        from rlte_plugins.registry import make
+
+        return make("env", name, num_envs=num_envs, seed=self.seed, device=self.device, **extra, **kwargs)
+
+    def _build_policy(self, encoder: Any, distribution: Any) -> None:
+        from torchrl.data import Categorical
+
+        encoder = resolve_component(
+            "encoder", encoder or {"name": "mlp", "num_cells": [256, 256], "activation": "relu"}
+        )
+        if distribution is None:
+            distribution = "categorical" if isinstance(self.env.action_spec, Categorical) else "diagonal_gaussian"
+        distribution = resolve_component("distribution", distribution)
+        self.policy = resolve_component("policy", {"name": "actor_critic", "shared_encoder": False})
+        self.policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
+        self.policy.to(self.device)
+        self.loss_module = ClipPPOLoss(
+            self.policy.actor,
+            self.policy.critic,
+            clip_epsilon=self.hp["clip_epsilon"],
+            entropy_coeff=float(self.entropy_coef(0)),
+            critic_coeff=self.hp["value_coef"],
+            loss_critic_type="l2",
+            normalize_advantage=self.hp["normalize_advantage"],
+            clip_value=self.hp["clip_value"],
+        )
+        self.loss_module.set_keys(value_target="value_target", sample_log_prob="action_log_prob")
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    # -- observation normalisation ----------------------------------------------------------------------
+    def _normalize(self, td: TensorDictBase, update: bool) -> TensorDictBase:
+        if self.obs_rms is None:
+            return td
+        obs = td.get("observation")
+        if update:
+            self.obs_rms.update(obs)
+        normed = ((obs - self.obs_rms.mean) / (self.obs_rms.var + 1e-8).sqrt()).clamp(-10.0, 10.0)
+        return td.set("observation", normed)
+
+    # -- collect ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self) -> dict[str, float]:
+        """Run ``horizon`` steps of every env with the current policy into the device-resident buffer."""
+        start = time.perf_counter()
+        steps = []
+        td = self._td
+        with set_exploration_type(ExplorationType.RANDOM), self._autocast():
+            for _ in range(self.hp["horizon"]):
+                td = self._normalize(td.exclude("next"), update=True)
+                td = self.actor_forward(td)
+                step, td = self.env.step_and_maybe_reset(td)
+                steps.append(step)
+        self._td = td
+        data = torch.stack(steps, dim=1)  # [num_envs, horizon]
+        data.set(("next", "observation"), self._normalize(data.get("next").select("observation"), False)["observation"])
+        self.buffer = self._advantages(data)
+        self.frames += self.batch
+        stats = self._episode_stats(data)
+        elapsed = time.perf_counter() - start
+        stats.update({"frames": self.frames, "collect/time_s": elapsed, "collect/frames_per_s": self.batch / elapsed})
+        return stats
+
+    def _advantages(self, data: TensorDictBase) -> TensorDictBase:
+        reward = data.get(("next", "reward")).float()
+        if self.ret_rms is not None:
+            # rl8's reward normalisation: rewards divided by the running std of the discounted return
+            done = data.get(("next", "done")).squeeze(-1)
+            returns = []
+            disc = self._discounted
+            for t in range(reward.shape[1]):
+                disc = disc * self.hp["gamma"] * (~done[:, t]).float() + reward[:, t, 0]
+                returns.append(disc)
+            self._discounted = disc
+            self.ret_rms.update(torch.stack(returns))
+            reward = reward / (self.ret_rms.var + 1e-8).sqrt()
+        with self._autocast():
+            values = self.policy.critic(data.select("observation").clone())["state_value"].float()
+            next_values = self.policy.critic(data.get("next").select("observation").clone())["state_value"].float()
+        adv, target = vec_generalized_advantage_estimate(
+            self.hp["gamma"], self.hp["gae_lambda"], values, next_values, reward,
+            data.get(("next", "done")), data.get(("next", "terminated")), time_dim=1,
+        )  # fmt: skip
+        keep = ["observation", "action", "action_log_prob"]
+        keep += [k for k in data.keys() if isinstance(k, str) and k.endswith("_mask")]
+        out = data.select(*keep)
+        out.set("advantage", adv)
+        out.set("value_target", target)
+        out.set("state_value", values)
+        return out
+
+    def _episode_stats(self, data: TensorDictBase) -> dict[str, float]:
+        nxt = data.get("next")
+        end_key = "episode_end" if "episode_end" in nxt.keys() else "done"
+        ended = nxt.get(end_key).squeeze(-1)
+        reward = nxt.get("reward").float()
+        out = torch.stack([reward.mean(), reward.std(), ended.sum().float()])
+        stats = {"rewards/mean": 0.0, "rewards/std": 0.0, "episodes": 0.0}
+        if "episode_reward" in nxt.keys():
+            ret = nxt.get("episode_reward").squeeze(-1).float()
+            inf = torch.full_like(ret, math.inf)
+            mean = torch.where(ended, ret, torch.zeros_like(ret)).sum() / ended.sum().clamp_min(1)
+            out = torch.cat(
+                [out, torch.stack([mean, torch.where(ended, ret, -inf).max(), torch.where(ended, ret, inf).min()])]
+            )
+        values = out.tolist()  # the one host transfer of collect
+        stats.update(zip(["rewards/mean", "rewards/std", "episodes"], values[:3], strict=True))
+        if len(values) > 3 and values[2] > 0:
+            stats.update(zip(["returns/mean", "returns/max", "returns/min"], values[3:], strict=True))
+        return stats
+
+    # -- update -------------------------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        """One PPO update over the collected rollout; returns the mean losses, KL and learning rate."""
+        if self.buffer is None:
+            raise RuntimeError("algorithm 'fast_ppo': call collect() before step()")
+        start = time.perf_counter()
+        lr = float(self.lr(self.frames))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.loss_module.entropy_coeff.fill_(float(self.entropy_coef(self.frames)))
+        flat = self.buffer.reshape(-1)
+        mb, accumulate = self.minibatch_size, self.hp["grad_accumulation"]
+        sums = torch.zeros(5, device=self.device)
+        count = 0
+        epochs_done = 0
+        for _ in range(self.hp["epochs"]):
+            order = torch.randperm(self.batch, device=self.device, generator=self._shuffle) if mb < self.batch else None
+            for i in range(self.batch // mb):
+                batch = flat if order is None else flat[order[i * mb : (i + 1) * mb]]
+                sums += self._update(batch, i, accumulate)
+                count += 1
+            epochs_done += 1
+            target = self.hp["target_kl"]
+            if target is not None and float(sums[4] / count) > target:  # one host sync per epoch, only when asked
+                break
+        self.iterations += 1
+        self.buffer = None
+        means = (sums / max(count, 1)).tolist()
+        stats = dict(zip(["losses/policy", "losses/value", "monitors/entropy", "losses/total", "monitors/kl"], means,
+                         strict=True))  # fmt: skip
+        stats.update({"lr": lr, "epochs": epochs_done, "update/time_s": time.perf_counter() - start,
+                      "entropy_coef": float(self.loss_module.entropy_coeff)})  # fmt: skip
+        return stats
+
+    def _update_eager(self, batch: TensorDictBase, index: int, accumulate: int) -> torch.Tensor:
+        with self._autocast():
+            out = self._loss(batch)
+            total = (
+                out["loss_objective"]
+                + out["loss_critic"]
+                + out.get("loss_entropy", torch.zeros((), device=self.device))
+            )
+        self.scaler.scale(total / accumulate).backward()
+        if (index + 1) % accumulate == 0:
+            if self.hp["max_grad_norm"] is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.hp["max_grad_norm"])
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        zero = torch.zeros((), device=self.device)
+        return torch.stack([
+            out["loss_objective"].detach().float(), out["loss_critic"].detach().float(),
+            out.get("entropy", zero).detach().float(), total.detach().float(),
+            out.get("kl_approx", zero).detach().float(),
+        ])  # fmt: skip
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, env: EnvBase | None = None, episodes: int = 16, max_steps: int = 100_000) -> list[float]:
+        """Deterministic returns of ``episodes`` complete episodes (one per env of ``env``, made like the
+        training env with ``episodes`` envs when not given). Needs an env that ends episodes."""
+        env = env or self._make_env_copy(episodes)
+        td = env.reset()
+        done_once = torch.zeros(env.batch_size, dtype=torch.bool, device=self.device)
+        returns = torch.zeros(env.batch_size, device=self.device)
+        with set_exploration_type(ExplorationType.DETERMINISTIC):
+            for _ in range(max_steps):
+                td = self.policy.actor(self._normalize(td.exclude("next"), update=False))
+                step, td = env.step_and_maybe_reset(td)
+                nxt = step.get("next")
+                end_key = "episode_end" if "episode_end" in nxt.keys() else "done"
+                ended = nxt.get(end_key).reshape(env.batch_size) & ~done_once
+                returns = torch.where(ended, nxt.get("episode_reward").reshape(env.batch_size), returns)
+                done_once |= ended
+                if bool(done_once.all()):
+                    break
+        return returns[:episodes].tolist()
+
+    def _make_env_copy(self, num_envs: int) -> EnvBase:
+        from rlte_plugins.registry import ComponentRef
+
+        ref = getattr(self.env, "_rlte_component", None)
+        if not isinstance(ref, ComponentRef):
+            raise ComponentArgumentError(
+                "algorithm 'fast_ppo': pass an evaluation env (the training env was given as an instance)"
+            )
+        from rlte_plugins.registry import make
+
+        kwargs = {**ref.kwargs, "num_envs": num_envs, "seed": self.seed + 10_000, "device": self.device}
+        return make("env", ref.name, **kwargs)
+
+    # -- checkpoint state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly: weights, optimiser, scaler, counters, the
+        normalisation statistics, the RNG states, the env's state and the current observation."""
+        if not hasattr(self.env, "env_state"):
+            raise CheckpointError(
+                f"algorithm 'fast_ppo': env {type(self.env).__name__} cannot save its state, so a run on it cannot "
+                "resume exactly (torch-native envs can)"
+            )
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "frames": self.frames,
+            "iterations": self.iterations,
+            "obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
+            "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
+            "discounted": self._discounted,
+            "shuffle_rng": self._shuffle.get_state(),
+            "rng": rng_state(),
+            "env": self.env.env_state(),
+            "td": self._td.to_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.frames, self.iterations = int(state["frames"]), int(state["iterations"])
+        for rms, key in ((self.obs_rms, "obs_rms"), (self.ret_rms, "ret_rms")):
+            if (rms is None) != (state[key] is None):
+                raise CheckpointError(f"checkpoint and algorithm disagree on {key} (normalisation switched on or off)")
+            if rms is not None:
+                rms.load_state_dict(state[key])
+        self._discounted = state["discounted"].to(self.device)
+        self._shuffle.set_state(state["shuffle_rng"])
+        set_rng_state(state["rng"])
+        self.env.load_env_state(state["env"])
+        self._td = TensorDict(state["td"], batch_size=self.env.batch_size, device=self.device)
+        self.buffer = None
+
+
+class FastTrainer:
+    """Runs a :class:`FastPPO` until a stop condition holds: collect, step, evaluate every ``eval_every``
+    iterations, checkpoint every ``checkpoint_every`` iterations (atomically; :meth:`resume` continues exactly).
+
+    Examples:
+        >>> from rlte_plugins.training.conditions import FrameBudget
+        >>> algo = FastPPO("torch_cartpole", num_envs=16, horizon=8, encoder={"name": "mlp", "num_cells": [8]})
+        >>> history = FastTrainer(algo).run([FrameBudget(256)])
+        >>> len(history), history[-1]["frames"]
+        (2, 256)
+    """
+
+    def __init__(self, algorithm: FastPPO, eval_env: EnvBase | None = None, eval_episodes: int = 16) -> None:
+        self.algorithm = algorithm
+        self.eval_env = eval_env
+        self.eval_episodes = eval_episodes
+        self.elapsed = 0.0
+
+    def eval(self) -> dict[str, float]:
+        returns = torch.tensor(self.algorithm.evaluate(self.eval_env, self.eval_episodes))
+        return {"eval/returns/mean": float(returns.mean()), "eval/returns/min": float(returns.min()),
+                "eval/returns/max": float(returns.max())}  # fmt: skip
+
+    def step(self) -> dict[str, float]:
+        start = time.perf_counter()
+        stats = {**self.algorithm.collect(), **self.algorithm.step()}
+        self.elapsed += time.perf_counter() - start
+        stats["time_s"] = self.elapsed
+        stats["iteration"] = self.algorithm.iterations
+        return stats
+
+    def run(
+        self,
+        stop_conditions: Sequence[Any] = (),
+        eval_every: int | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_path: str | None = None,
+        log: Any = None,
+    ) -> list[dict[str, float]]:
+        """Train until any of ``stop_conditions`` holds (never, without one: pass a budget). Returns the
+        per-iteration statistics; ``log(stats)`` is called with each."""
+        if not stop_conditions:
+            raise ComponentArgumentError("FastTrainer.run needs a stop condition (e.g. FrameBudget(1_000_000))")
+        if checkpoint_every and not checkpoint_path:
+            raise ComponentArgumentError("FastTrainer.run: checkpoint_every needs a checkpoint_path")
+        history = []
+        while True:
+            stats = self.step()
+            if eval_every and self.algorithm.iterations % eval_every == 0:
+                stats.update(self.eval())
+            history.append(stats)
+            if log is not None:
+                log(stats)
+            if checkpoint_every and self.algorithm.iterations % checkpoint_every == 0:
+                self.save(checkpoint_path)
+            if any([cond(stats) for cond in stop_conditions]):
+                return history
+
+    def save(self, path: str) -> None:
+        from rlte_plugins.training.checkpoint import save_checkpoint
+
+        save_checkpoint({"agent": "fast_ppo", "state": self.algorithm.state_dict(), "elapsed": self.elapsed}, path)
+
+    def resume(self, path: str) -> None:
+        """Load a checkpoint written by :meth:`save`: training then continues as if never interrupted."""
+        from rlte_plugins.training.checkpoint import load_checkpoint
+
+        data = load_checkpoint(path, kind="fast_ppo")
+        self.algorithm.load_state_dict(data["state"])
+        self.elapsed = float(data.get("elapsed", 0.0))
