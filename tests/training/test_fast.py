@@ -1,0 +1,157 @@
+"""The fast path: CartPole solved on CPU, exact resume after SIGKILL, options, stop conditions."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError
+from rlte_plugins.training.conditions import (
+    And,
+    FrameBudget,
+    HitsLowerBound,
+    HitsUpperBound,
+    Or,
+    Plateaus,
+    StopsDecreasing,
+    StopsIncreasing,
+    TimeBudget,
+    from_config,
+)  # fmt: skip
+from rlte_plugins.training.fast import FastPPO, FastTrainer
+
+RUN = Path(__file__).with_name("fast_run.py")
+
+
+def test_solves_torch_cartpole_on_cpu():
+    torch.set_num_threads(2)
+    algo = FastPPO(
+        "torch_cartpole", num_envs=32, horizon=128, seed=0, encoder={"name": "mlp", "num_cells": [64, 64],
+        "activation": "tanh"}, minibatch_size=1024, epochs=4, lr="linear(1e-3, 1e-4, 300000)", gamma=0.99,
+        max_grad_norm=0.5,
+    )  # fmt: skip
+    history = FastTrainer(algo, eval_episodes=32).run(
+        [HitsUpperBound("eval/returns/mean", 475), FrameBudget(400_000)], eval_every=5
+    )
+    assert history[-1]["eval/returns/mean"] >= 475, history[-1]
+    assert algo.frames <= 400_000
+
+
+def _run(tmp: Path, iterations: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(RUN), str(tmp), str(iterations), *extra], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_parameters(tmp_path):
+    total = 8
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir(), killed.mkdir()
+    assert _run(straight, total).wait(timeout=300) == 0
+    proc = _run(killed, total)
+    for line in proc.stdout:  # kill it part-way, once a few checkpoints exist
+        if line.strip() == "iteration 3":
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "final.pt").exists()
+    resumed = _run(killed, total, "--resume")
+    lines = resumed.communicate(timeout=300)[0].split()
+    assert resumed.returncode == 0
+    # it continued from the last complete checkpoint (iteration 2 or 3, depending on where the kill landed)
+    assert int(lines[1]) in (3, 4)
+    a = torch.load(straight / "final.pt", weights_only=True)
+    b = torch.load(killed / "final.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_is_weights_only_loadable_and_checked(tmp_path):
+    algo = FastPPO("torch_cartpole", num_envs=8, horizon=8, encoder={"name": "mlp", "num_cells": [8]})
+    trainer = FastTrainer(algo)
+    trainer.run([FrameBudget(64)], checkpoint_every=1, checkpoint_path=str(tmp_path / "c.pt"))
+    data = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert data["state"]["frames"] == 64
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        trainer.resume(str(tmp_path / "bad.pt"))
+    other = FastTrainer(FastPPO("torch_cartpole", num_envs=4, horizon=8, encoder={"name": "mlp", "num_cells": [8]}))
+    with pytest.raises(Exception, match="num_envs"):
+        other.resume(str(tmp_path / "c.pt"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"amp": "bf16"},
+        {"grad_accumulation": 2, "minibatch_size": 64},
+        {"target_kl": 1e-9, "epochs": 4},
+        {"clip_value": 0.2, "normalize_observation": True, "scale_rewards": False},
+        {"entropy_coef": "linear(0.1, 0.0, 512)", "lr": "linear(1e-3, 0.0, 512)"},
+    ],
+    ids=["bf16", "grad-accumulation", "target-kl", "value-clip-obs-norm", "schedules"],
+)
+def test_options_run_and_report(options):
+    algo = FastPPO("torch_cartpole", num_envs=16, horizon=16, encoder={"name": "mlp", "num_cells": [16]}, **options)
+    before = [p.detach().clone() for p in algo.policy.parameters()]
+    algo.collect()
+    stats = algo.step()
+    assert all(math.isfinite(v) for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, algo.policy.parameters(), strict=True))
+    if "target_kl" in options:
+        # one full-batch minibatch per epoch: the KL is measured as each minibatch is evaluated, so the first
+        # epoch sees the old policy (KL 0) and the second one the updated policy, after which it stops
+        assert stats["epochs"] == 2
+    if "lr" in options:  # schedules are read at the frames collected so far: 256 of 512
+        assert stats["lr"] == pytest.approx(5e-4) and stats["entropy_coef"] == pytest.approx(0.05)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ComponentArgumentError, match="minibatch_size must divide"):
+        FastPPO("torch_cartpole", num_envs=8, horizon=8, minibatch_size=10)
+    with pytest.raises(ComponentArgumentError, match="fp16"):
+        FastPPO("torch_cartpole", num_envs=8, horizon=8, amp="fp16")
+    with pytest.raises(ComponentArgumentError, match="CUDA"):
+        FastPPO("torch_cartpole", num_envs=8, horizon=8, cudagraphs=True)
+    with pytest.raises(ComponentArgumentError, match="stop condition"):
+        FastTrainer(FastPPO("torch_cartpole", num_envs=8, horizon=8)).run([])
+    algo = FastPPO("torch_cartpole", num_envs=8, horizon=8)
+    with pytest.raises(RuntimeError, match="collect"):
+        algo.step()
+
+
+def test_rl8_dummy_task_trains_towards_zero():
+    algo = FastPPO("dummy_discrete", num_envs=256, horizon=32, encoder={"name": "mlp", "num_cells": [64, 64]}, seed=0)
+    first = algo.collect()["rewards/mean"]
+    algo.step()
+    for _ in range(30):
+        last = algo.collect()["rewards/mean"]
+        algo.step()
+    assert last > first + 5  # the state is pushed back towards 0: rewards -|state| rise
+
+
+def test_stop_conditions():
+    up, low = HitsUpperBound("r", 1.0), HitsLowerBound("loss", 0.1)
+    assert not up({"r": 0.5}) and up({"r": 1.0}) and not up({"x": 3})
+    assert low({"loss": 0.05}) and not low({"loss": float("nan")})
+    plateau = Plateaus("r", patience=2, rtol=0.01)
+    assert [plateau({"r": v}) for v in (1.0, 1.005, 0.998, 1.5)] == [False, False, True, False]
+    inc = StopsIncreasing("r", patience=2)
+    assert [inc({"r": v}) for v in (1, 2, 3, 2.5, 2.9)] == [False, False, False, False, True]
+    dec = StopsDecreasing("l", patience=1)
+    assert [dec({"l": v}) for v in (3, 2, 2.5)] == [False, False, True]
+    both = And([FrameBudget(10), TimeBudget(1.0)])
+    assert not both({"frames": 20, "time_s": 0.5}) and both({"frames": 20, "time_s": 2.0})
+    assert Or([FrameBudget(10), TimeBudget(1.0)])({"frames": 20, "time_s": 0.5})
+    cond = from_config({"and": [{"frame_budget": 5}, {"hits_upper_bound": {"key": "eval/returns/mean", "bound": 3}}]})
+    assert cond({"frames": 6, "eval/returns/mean": 4})
+    with pytest.raises(ComponentArgumentError, match="unknown stop condition"):
+        from_config({"hits_upperbound": {"key": "r", "bound": 1}})
+    with pytest.raises(ComponentArgumentError, match="patience"):
+        Plateaus("r", patience=0)
