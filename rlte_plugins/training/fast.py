@@ -333,8 +333,10 @@ class FastPPO:
                 count += 1
             epochs_done += 1
             target = self.hp["target_kl"]
-            if target is not None and float(sums[4] / count) > target:  # one host sync per epoch, only when asked
-                break
+            if target is not None:  # one extra actor pass and one host sync per epoch, only when asked
+                kl = self._kl(batch)
+                if float(kl) > target:
+                    break
         self.iterations += 1
         self.buffer = None
         means = (sums / max(count, 1)).tolist()
@@ -343,6 +345,14 @@ class FastPPO:
         stats.update({"lr": lr, "epochs": epochs_done, "update/time_s": time.perf_counter() - start,
                       "entropy_coef": float(self.loss_module.entropy_coeff)})  # fmt: skip
         return stats
+
+    @torch.no_grad()
+    def _kl(self, batch: TensorDictBase) -> torch.Tensor:
+        """``KL(old || new)`` on ``batch`` with the non-negative estimator ``(r - 1) - log r`` (Schulman's k3)."""
+        with self._autocast():
+            dist = self.policy.actor.get_dist(batch.clone())
+            log_ratio = dist.log_prob(batch.get("action")).float() - batch.get("action_log_prob").float()
+        return (log_ratio.exp() - 1 - log_ratio).mean()
 
     def _update_eager(self, batch: TensorDictBase, index: int, accumulate: int) -> torch.Tensor:
         with self._autocast():
