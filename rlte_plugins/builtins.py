@@ -108,3 +108,4 @@ def register_storages(register: Register) -> None:
 @hookimpl
 def register_agents(register: Register) -> None:
     register("ppo", "rlte_plugins.agents.ppo:PPO", tags=("on-policy", "discrete", "continuous"))
+    register("fast_ppo", "rlte_plugins.agents.fast_ppo:FastPPOAgent", tags=("on-policy", "device", "fast"))

@@ -114,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=3.0, help="timed seconds per figure (after a warm-up)")
     b.add_argument("--device", default="cpu", help="device of the output tensors")
     b.set_defaults(func=cmd_bench_envs)
+    b = bench.add_parser("throughput", help="fast-path PPO transitions/s against rl8 in the same run")
+    b.add_argument("--num-envs", type=int, nargs="+", default=[8192], help="env counts (the first is compared)")
+    b.add_argument("--horizon", type=int, nargs="+", default=[32], help="horizons")
+    b.add_argument("--iterations", type=int, default=3, help="timed iterations (median shown)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--no-rl8", action="store_true", help="do not run rl8 even where it is installed")
+    b.add_argument("--max-samples", type=int, default=2_100_000, help="skip larger num_envs x horizon")
+    b.set_defaults(func=cmd_bench_throughput)
     b = bench.add_parser("encoders", help="forward (and forward+backward) time per batch of each encoder")
     b.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     b.add_argument("--repeats", type=int, default=10, help="timings per figure; the median is shown")
@@ -241,6 +250,14 @@ def cmd_bench_cartpole(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.cartpole import benchmark
 
     benchmark(args.recipe, args.seeds, args.frames, args.eval_episodes, args.workers)
+    return 0
+
+
+def cmd_bench_throughput(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.throughput import benchmark
+
+    benchmark(args.num_envs, args.horizon, args.iterations, args.warmup, args.device, not args.no_rl8,
+              args.max_samples)  # fmt: skip
     return 0
 
 

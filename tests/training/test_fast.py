@@ -154,3 +154,37 @@ def test_stop_conditions():
         from_config({"hits_upperbound": {"key": "r", "bound": 1}})
     with pytest.raises(ComponentArgumentError, match="patience"):
         Plateaus("r", patience=0)
+
+
+def test_fast_ppo_agent_trains_from_a_config_file(tmp_path):
+    from rlte_plugins.training.config import load_config, normalize_config
+    from rlte_plugins.training.runner import run
+
+    config, name = load_config("fast_ppo_cartpole")
+    config["train"].update(total_frames=8192, output=str(tmp_path), logger="csv", eval_episodes=4)
+    summary = run(normalize_config(config), name)
+    assert summary["frames"] == 8192
+    assert len(summary["eval_returns"]) == 4
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_fast_ppo_agent_refuses_unknown_options_and_components():
+    import rlte_plugins
+
+    with pytest.raises(ComponentArgumentError, match="unexpected argument 'epoch'"):
+        rlte_plugins.make("agent", "fast_ppo", env="torch_cartpole", epoch=3)
+    agent = rlte_plugins.make("agent", "fast_ppo", env="torch_cartpole", num_envs=8, horizon=8)
+    with pytest.raises(ComponentArgumentError, match="own policy"):
+        agent.set(policy="recurrent_actor_critic")
+
+
+def test_throughput_benchmark_prints_ours_and_the_floor(capsys):
+    from rlte_plugins.bench.throughput import benchmark, update_flops
+
+    rows = benchmark([64], [8, 16], iterations=1, warmup=0, compare=False)
+    out = capsys.readouterr().out
+    assert "GFLOP/s" in out and out.count("ours") == 2
+    assert [r["batch"] for r in rows] == [512, 1024]
+    assert all(r["total_s"] > 0 and r["floor_s"] > 0 for r in rows)
+    net = torch.nn.Sequential(torch.nn.Linear(1, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256))
+    assert update_flops(net, samples=10, epochs=2) == 3 * 2 * (256 + 256 * 256) * 10 * 2

@@ -1,0 +1,147 @@
+"""Fast-path PPO throughput against rl8, side by side in one run, with the machine's matmul floor beside it.
+
+Both train rl8's discrete dummy task with rl8's defaults (8192 envs, horizon 32, separate 256x256 ReLU MLP actor and
+critic, 4 epochs, one full-batch minibatch, gamma and lambda 0.95). For each side: end-to-end transitions/s
+(collect + update), collect-only and update-only times, medians over ``iterations`` after ``warmup``. The floor
+is the update's matrix-multiply FLOPs (forward, and twice that backward, for every linear layer, sample and
+epoch) divided by this machine's float32 matmul rate measured in the same run at the update's shapes.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+
+def matmul_rate(device: str = "cpu", rows: int = 8192, width: int = 256, repeats: int = 20) -> float:
+    """float32 GFLOP/s of ``[rows, width] @ [width, width]`` (the update's dominant product)."""
+    a = torch.randn(rows, width, device=device)
+    b = torch.randn(width, width, device=device)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * rows * width * width / statistics.median(times) / 1e9
+
+
+def update_flops(policy: torch.nn.Module, samples: int, epochs: int) -> float:
+    """Matrix-multiply FLOPs of ``epochs`` passes over ``samples``: forward 2*in*out per linear layer and sample,
+    backward twice that (input and weight gradients)."""
+    per_sample = sum(2 * m.in_features * m.out_features for m in policy.modules() if isinstance(m, torch.nn.Linear))
+    return 3.0 * per_sample * samples * epochs
+
+
+def ours(num_envs: int, horizon: int, iterations: int, warmup: int, device: str, **options: Any) -> dict[str, Any]:
+    from rlte_plugins.training.fast import FastPPO
+
+    algo = FastPPO("dummy_discrete", num_envs=num_envs, horizon=horizon, device=device, seed=0, **options)
+    collect, update, total = [], [], []
+    for i in range(warmup + iterations):
+        start = time.perf_counter()
+        c = algo.collect()
+        s = algo.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            total.append(time.perf_counter() - start)
+            collect.append(c["collect/time_s"])
+            update.append(s["update/time_s"])
+    return {
+        "collect_s": statistics.median(collect),
+        "update_s": statistics.median(update),
+        "total_s": statistics.median(total),
+        "flops": update_flops(algo.policy, algo.batch, algo.hp["epochs"]),
+        "batch": algo.batch,
+    }
+
+
+def rl8(num_envs: int, horizon: int, iterations: int, warmup: int, device: str) -> dict[str, Any] | None:
+    """rl8's own ``Trainer`` on its ``DiscreteDummyEnv``; ``None`` where ``rl8`` is not installed."""
+    try:
+        from rl8 import Algorithm, AlgorithmConfig, Trainer
+        from rl8.env import DiscreteDummyEnv
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as tracking:
+        # rl8 logs every step to MLflow: into a fresh store (a missing directory, which MLflow then creates)
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"file://{tracking}/mlruns")
+        trainer = Trainer(
+            Algorithm(DiscreteDummyEnv, AlgorithmConfig(device=device, num_envs=num_envs, horizon=horizon))
+        )
+        collect, update, total = [], [], []
+        for i in range(warmup + iterations):
+            start = time.perf_counter()
+            stats = trainer.step()
+            if i >= warmup:
+                total.append(time.perf_counter() - start)
+                collect.append(stats["profiling/collect_ms"] / 1e3)
+                update.append(stats["profiling/step_ms"] / 1e3)
+    return {
+        "collect_s": statistics.median(collect),
+        "update_s": statistics.median(update),
+        "total_s": statistics.median(total),
+        "batch": num_envs * horizon,
+    }
+
+
+def _row(name: str, envs: int, horizon: int, r: dict[str, Any], extra: str = "") -> str:
+    rate = r["batch"] / r["total_s"]
+    return (
+        f"{name:<8}{envs:>8}{horizon:>8}{rate:>14,.0f}{r['collect_s']:>11.2f}{r['update_s']:>11.2f}"
+        f"{r['total_s']:>10.2f}  {extra}"
+    )
+
+
+def benchmark(
+    num_envs: list[int],
+    horizons: list[int],
+    iterations: int = 3,
+    warmup: int = 1,
+    device: str = "cpu",
+    compare: bool = True,
+    max_samples: int = 2_100_000,
+) -> list[dict[str, Any]]:
+    """Print the table; the first (num_envs, horizon) pair is also run with rl8 when ``compare``."""
+    # the floor uses the best of a few measurements: a shared machine only ever makes a measurement slower
+    rate = max(matmul_rate(device) for _ in range(3))
+    print(
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"median of {iterations} iterations after {warmup} warm-up; float32 matmul [8192,256]x[256,256]: "
+        f"{rate:.0f} GFLOP/s"
+    )
+    print(f"{'impl':<8}{'envs':>8}{'horizon':>8}{'transitions/s':>14}{'collect s':>11}{'update s':>11}{'total s':>10}")
+    rows: list[dict[str, Any]] = []
+    first = True
+    for envs in num_envs:
+        for horizon in horizons:
+            if envs * horizon > max_samples:
+                print(f"{'ours':<8}{envs:>8}{horizon:>8}  skipped: {envs * horizon:,} samples > --max-samples")
+                continue
+            r = ours(envs, horizon, iterations, warmup, device)
+            rate = max(rate, matmul_rate(device))
+            floor = r["flops"] / (rate * 1e9)
+            note = f"update floor {floor:.2f} s at {rate:.0f} GFLOP/s ({r['update_s'] / floor:.2f}x floor)"
+            print(_row("ours", envs, horizon, r, note), flush=True)
+            rows.append({"impl": "ours", "num_envs": envs, "horizon": horizon, **r, "floor_s": floor})
+            if first and compare:
+                theirs = rl8(envs, horizon, iterations, warmup, device)
+                if theirs is None:
+                    print("rl8     not installed (pip install 'rlte-plugins[bench]'): no side-by-side figure")
+                else:
+                    ratio = theirs["total_s"] / r["total_s"]
+                    print(_row("rl8", envs, horizon, theirs, f"ours / rl8 end to end: {ratio:.2f}x"), flush=True)
+                    rows.append({"impl": "rl8", "num_envs": envs, "horizon": horizon, **theirs, "ratio": ratio})
+            first = False
+    return rows
