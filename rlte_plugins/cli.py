@@ -15,7 +15,12 @@ from rlte_plugins.registry import KINDS, get_registry, get_spec, normalize_kind
 TRAIN_EPILOG = """\
 config keys (YAML sections; --set section.key=value overrides any of them):
   description            free text shown on the learning curve
-  agent                  name (e.g. ppo) and the agent's hyperparameters (`rlte info agent ppo` lists them)
+  agent                  name (ppo, or fast_ppo for envs on the training device) and the agent's
+                         hyperparameters (`rlte info agent ppo` lists them; fast_ppo takes FastPPO's options,
+                         plus horizon, eval_every and stop_conditions: a list such as
+                         [{hits_upper_bound: {key: eval/returns/mean, bound: 475}}, {time_budget: 600}];
+                         conditions: hits_upper_bound, hits_lower_bound, plateaus, stops_increasing,
+                         stops_decreasing, frame_budget, time_budget, and, or)
   env                    name (e.g. gymnasium) and the env maker's arguments (env_id, num_envs, ...)
   encoder, policy, distribution, storage
                          name and arguments of each component (`rlte info KIND NAME`); omit for defaults
@@ -30,6 +35,7 @@ config keys (YAML sections; --set section.key=value overrides any of them):
 
 examples:
   rlte train ppo_cartpole
+  rlte train fast_ppo_cartpole --set agent.horizon=64
   rlte train my_config.yaml --set agent.lr=3e-4 --set encoder.num_cells=[128,128] --seed 3
 """
 
