@@ -175,6 +175,7 @@ class RecurrentActorCritic(nn.Module):
         self.actor: Any = None
         self.critic: Any = None
         self.rnn: Any = None
+        self.trunk: Any = None
 
     @property
     def built(self) -> bool:
@@ -200,6 +201,7 @@ class RecurrentActorCritic(nn.Module):
             out_key="rnn_features",
         )
         trunk = TensorDictSequential(encoder, self.rnn)
+        self.trunk = trunk
         distribution.in_keys = ["rnn_features"]
         distribution.build(action_spec, self.hidden_size, len(observation_spec.shape), observation_spec)
         self.actor = distribution.actor(trunk, action_spec)

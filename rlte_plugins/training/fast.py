@@ -207,6 +207,9 @@ class FastPPO:
 
         return make("env", name, num_envs=num_envs, seed=self.seed, device=self.device, **extra, **kwargs)
 
+    def _policy_choice(self) -> Any:
+        return {"name": "actor_critic", "shared_encoder": False}
+
     def _build_policy(self, encoder: Any, distribution: Any) -> None:
         from torchrl.data import Categorical
 
@@ -216,7 +219,7 @@ class FastPPO:
         if distribution is None:
             distribution = "categorical" if isinstance(self.env.action_spec, Categorical) else "diagonal_gaussian"
         distribution = resolve_component("distribution", distribution)
-        self.policy = resolve_component("policy", {"name": "actor_critic", "shared_encoder": False})
+        self.policy = resolve_component("policy", self._policy_choice())
         self.policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
         self.policy.to(self.device)
         self.loss_module = ClipPPOLoss(
@@ -287,9 +290,7 @@ class FastPPO:
             self.hp["gamma"], self.hp["gae_lambda"], values, next_values, reward,
             data.get(("next", "done")), data.get(("next", "terminated")), time_dim=1,
         )  # fmt: skip
-        keep = ["observation", "action", "action_log_prob"]
-        keep += [k for k in data.keys() if isinstance(k, str) and k.endswith("_mask")]
-        out = data.select(*keep)
+        out = data.select(*self._keep_keys(data))
         out.set("advantage", adv)
         out.set("value_target", target)
         out.set("state_value", values)
@@ -303,6 +304,11 @@ class FastPPO:
             return module(td)
         out = [module(flat[i : i + self.chunk_size]) for i in range(0, flat.shape[0], self.chunk_size)]
         return torch.cat(out).reshape(td.shape)
+
+    def _keep_keys(self, data: TensorDictBase) -> list[str]:
+        """What the update reads from the rollout (everything else is dropped after the advantages)."""
+        keep = ["observation", "action", "action_log_prob"]
+        return keep + [k for k in data.keys() if isinstance(k, str) and k.endswith("_mask")]
 
     def _values(self, data: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """``V(obs)`` and ``V(next obs)`` with one critic pass over the rollout: the next observation of step
@@ -354,14 +360,15 @@ class FastPPO:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.loss_module.entropy_coeff.fill_(float(self.entropy_coef(self.frames)))
-        flat = self.buffer.reshape(-1)
-        mb, accumulate = self.minibatch_size, self.hp["grad_accumulation"]
+        flat = self._samples(self.buffer)
+        mb, accumulate = self.minibatch_size // self._sample_length, self.hp["grad_accumulation"]
+        rows = flat.shape[0]
         sums = torch.zeros(5, device=self.device)
         count = 0
         epochs_done = 0
         for _ in range(self.hp["epochs"]):
-            order = torch.randperm(self.batch, device=self.device, generator=self._shuffle) if mb < self.batch else None
-            for i in range(self.batch // mb):
+            order = torch.randperm(rows, device=self.device, generator=self._shuffle) if mb < rows else None
+            for i in range(rows // mb):
                 batch = flat if order is None else flat[order[i * mb : (i + 1) * mb]]
                 sums += self._update(batch, i, accumulate)
                 count += 1
@@ -380,10 +387,24 @@ class FastPPO:
                       "entropy_coef": float(self.loss_module.entropy_coeff)})  # fmt: skip
         return stats
 
+    _sample_length = 1  # transitions per row of what the update shuffles (sequence length when recurrent)
+
+    def _samples(self, buffer: TensorDictBase) -> TensorDictBase:
+        """The rollout as the rows the update shuffles and cuts into minibatches: single transitions."""
+        return buffer.reshape(-1)
+
+    def _policy_mode(self) -> contextlib.AbstractContextManager[Any]:
+        """How the policy runs over update rows (the recurrent variant runs it over sequences)."""
+        return contextlib.nullcontext()
+
+    def _loss_call(self, piece: TensorDictBase) -> TensorDictBase:
+        with self._policy_mode():
+            return self._loss(piece)
+
     @torch.no_grad()
     def _kl(self, batch: TensorDictBase) -> torch.Tensor:
         """``KL(old || new)`` on ``batch`` with the non-negative estimator ``(r - 1) - log r`` (Schulman's k3)."""
-        with self._autocast():
+        with self._autocast(), self._policy_mode():
             dist = self.policy.actor.get_dist(batch.clone())
             log_ratio = dist.log_prob(batch.get("action")).float() - batch.get("action_log_prob").float()
         return (log_ratio.exp() - 1 - log_ratio).mean()
@@ -396,14 +417,15 @@ class FastPPO:
             adv = batch.get("advantage")
             batch = batch.clone(False).set("advantage", (adv - adv.mean()) / adv.std().clamp_min(1e-8))
         n = batch.shape[0]
-        chunk = self.chunk_size if n % self.chunk_size == 0 else n
+        rows_per_chunk = max(1, self.chunk_size // self._sample_length)
+        chunk = rows_per_chunk if n % rows_per_chunk == 0 else n
         parts = n // chunk
         sums = torch.zeros(5, device=self.device)
         zero = torch.zeros((), device=self.device)
         for c in range(parts):
             piece = batch if parts == 1 else batch[c * chunk : (c + 1) * chunk]
             with self._autocast():
-                out = self._loss(piece)
+                out = self._loss_call(piece)
                 total = out["loss_objective"] + out["loss_critic"] + out.get("loss_entropy", zero)
             self.scaler.scale(total / (accumulate * parts)).backward()
             sums += torch.stack([
