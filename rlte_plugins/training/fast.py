@@ -233,6 +233,9 @@ class FastPPO:
             clip_value=self.hp["clip_value"],
         )
         self.loss_module.set_keys(value_target="value_target", sample_log_prob="action_log_prob")
+        encoder_keys = {k for m in self.policy.actor.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
+                        for k in m.out_keys}  # fmt: skip
+        self._actor_keys = [k for k in self.policy.actor.out_keys if k not in encoder_keys]
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self._autocast_dtype is None:
@@ -259,7 +262,7 @@ class FastPPO:
         with set_exploration_type(ExplorationType.RANDOM), self._autocast():
             for _ in range(self.hp["horizon"]):
                 td = self._normalize(td.exclude("next"), update=True)
-                td = self._chunked(self.actor_forward, td)
+                td = self._chunked(self.actor_forward, td, self._actor_keys)
                 step, td = self.env.step_and_maybe_reset(td)
                 steps.append(step)
         self._td = td
@@ -296,14 +299,18 @@ class FastPPO:
         out.set("state_value", values)
         return out
 
-    def _chunked(self, module: Any, td: TensorDictBase) -> TensorDictBase:
+    def _chunked(self, module: Any, td: TensorDictBase, keys: list[str]) -> TensorDictBase:
         """``module(td)`` over cache-sized chunks of the flattened batch (large activations are memory-bound:
         one pass over 65,536 rows runs several times slower per row than eight passes over 8,192)."""
         flat = td.reshape(-1)
         if flat.shape[0] <= self.chunk_size:
-            return module(td)
-        out = [module(flat[i : i + self.chunk_size]) for i in range(0, flat.shape[0], self.chunk_size)]
-        return torch.cat(out).reshape(td.shape)
+            out = module(td.clone(False)).select(*keys)
+        else:
+            parts = [module(flat[i : i + self.chunk_size].clone(False)).select(*keys)
+                     for i in range(0, flat.shape[0], self.chunk_size)]  # fmt: skip
+            out = torch.cat(parts).reshape(td.shape)
+        # only the outputs asked for: intermediate features (256 floats per sample) are not kept or copied
+        return td.update(out)
 
     def _keep_keys(self, data: TensorDictBase) -> list[str]:
         """What the update reads from the rollout (everything else is dropped after the advantages)."""
@@ -316,7 +323,7 @@ class FastPPO:
         which are the only next observations evaluated separately."""
 
         def critic(td: TensorDictBase) -> TensorDictBase:
-            return self._chunked(self.policy.critic, td)
+            return self._chunked(self.policy.critic, td, ["state_value"])
 
         with self._autocast():
             values = critic(data.select("observation").clone())["state_value"].float()

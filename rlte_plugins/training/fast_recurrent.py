@@ -88,7 +88,7 @@ class RecurrentFastPPO(FastPPO):
     def _keep_keys(self, data: TensorDictBase) -> list[str]:
         return [*super()._keep_keys(data), "is_init", *self._state_keys(data)]
 
-    def _chunked(self, module: Any, td: TensorDictBase) -> TensorDictBase:
+    def _chunked(self, module: Any, td: TensorDictBase, keys: list[str]) -> TensorDictBase:
         return module(td)  # one step per env: the state is part of the input, chunks would not change that
 
     def _values(self, data: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
