@@ -177,6 +177,11 @@ class FastPPO:
         self.ret_rms = RunningMeanStd((), self.device) if scale_rewards else None
         self._discounted = torch.zeros(self.num_envs, device=self.device)
         self.buffer: TensorDictBase | None = None
+        self._rollout: TensorDictBase | None = None
+        from rlte_plugins.envs.torch_native.base import TorchEnv
+
+        # torch-native envs step without TorchRL's per-step host sync (see _env_step)
+        self._native = isinstance(self.env, TorchEnv)
         self._td = self.env.reset()
         self._episode_returns = torch.zeros((), device=self.device)
         self._update = self._update_eager
@@ -257,16 +262,15 @@ class FastPPO:
     def collect(self) -> dict[str, float]:
         """Run ``horizon`` steps of every env with the current policy into the device-resident buffer."""
         start = time.perf_counter()
-        steps = []
         td = self._td
         with set_exploration_type(ExplorationType.RANDOM), self._autocast():
-            for _ in range(self.hp["horizon"]):
+            for t in range(self.hp["horizon"]):
                 td = self._normalize(td.exclude("next"), update=True)
                 td = self._chunked(self.actor_forward, td, self._actor_keys)
-                step, td = self.env.step_and_maybe_reset(td)
-                steps.append(step)
+                step, td = self._env_step(td)
+                self._store(t, step)
         self._td = td
-        data = torch.stack(steps, dim=1)  # [num_envs, horizon]
+        data = self._rollout  # [num_envs, horizon], allocated once and overwritten every collect
         data.set(("next", "observation"), self._normalize(data.get("next").select("observation"), False)["observation"])
         self.buffer = self._advantages(data)
         self.frames += self.batch
@@ -274,6 +278,24 @@ class FastPPO:
         elapsed = time.perf_counter() - start
         stats.update({"frames": self.frames, "collect/time_s": elapsed, "collect/frames_per_s": self.batch / elapsed})
         return stats
+
+    def _env_step(self, td: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """``env.step_and_maybe_reset``; for a torch-native env, the same transition without TorchRL's generic
+        per-step work and without its host synchronisation (``any_done`` reads a bool off the device every step):
+        every env's partial reset is computed and applied where ``done``, on the device."""
+        if not self._native:
+            return self.env.step_and_maybe_reset(td)
+        env = self.env
+        nxt = env._step(td)
+        step = td.set("next", nxt)
+        after = env._reset(TensorDict(_reset=nxt.get("done"), batch_size=env.batch_size, device=self.device))
+        return step, after
+
+    def _store(self, t: int, step: TensorDictBase) -> None:
+        if self._rollout is None or self._rollout.get("next").keys() != step.get("next").keys():
+            horizon = self.hp["horizon"]
+            self._rollout = step.unsqueeze(1).expand(*step.shape, horizon).clone()
+        self._rollout[:, t] = step
 
     def _advantages(self, data: TensorDictBase) -> TensorDictBase:
         reward = data.get(("next", "reward")).float()

@@ -226,3 +226,22 @@ def test_recurrent_fast_ppo_trains_with_burn_in_and_refuses_bad_sequences():
         RecurrentFastPPO("torch_cartpole", num_envs=4, horizon=16, sequence_length=5)
     with pytest.raises(ComponentArgumentError, match="burn_in"):
         RecurrentFastPPO("torch_cartpole", num_envs=4, horizon=16, sequence_length=4, burn_in=4)
+
+
+def test_native_stepping_matches_torchrl_semantics():
+    # the torch-native path (no TorchRL per-step machinery, no host sync) still gives exact transitions
+    algo = FastPPO("torch_cartpole", num_envs=16, horizon=64, encoder={"name": "mlp", "num_cells": [8]}, seed=2)
+    assert algo._native
+    algo.collect()
+    data = algo._rollout
+    done = data["next", "done"].squeeze(-1)
+    assert done.any()
+    nxt_obs, following = data["next", "observation"][:, :-1], data["observation"][:, 1:]
+    continued = ~done[:, :-1]
+    assert torch.equal(nxt_obs[continued], following[continued])  # no reset: the next input is the next obs
+    assert (following[~continued].abs() <= 0.05).all()  # reset: a fresh initial state
+    assert (data["episode_length"][:, 1:][~continued] == 0).all()
+    first_rollout = data["observation"].data_ptr()
+    algo.step()
+    algo.collect()
+    assert algo._rollout["observation"].data_ptr() == first_rollout  # the buffer is allocated once
