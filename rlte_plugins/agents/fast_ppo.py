@@ -28,6 +28,8 @@ class FastPPOAgent:
         stop_conditions: extra stop conditions as config mappings (``[{"hits_upper_bound": {"key":
             "eval/returns/mean", "bound": 475}}]``); the frame budget of :meth:`train` always applies.
         eval_every: evaluate every this many iterations (``0``: never during training).
+        recurrent: train an LSTM/GRU policy with :class:`~rlte_plugins.training.fast_recurrent.RecurrentFastPPO`:
+            its options, e.g. ``{"cell": "gru", "hidden_size": 64, "sequence_length": 16, "burn_in": 4}``.
         **hparams: :class:`~rlte_plugins.training.fast.FastPPO`'s options (``epochs``, ``minibatch_size``,
             ``lr``, ``entropy_coef``, ``gamma``, ``gae_lambda``, ``clip_epsilon``, ``amp``, ``compile``, ...).
 
@@ -49,6 +51,7 @@ class FastPPOAgent:
         horizon: int = 128,
         stop_conditions: list[dict[str, Any]] | None = None,
         eval_every: int = 0,
+        recurrent: dict[str, Any] | None = None,
         **hparams: Any,
     ) -> None:
         from rlte_plugins.training.fast import FastPPO
@@ -66,6 +69,12 @@ class FastPPOAgent:
         self.num_envs, self.horizon = num_envs, horizon
         self.stop_conditions = [from_config(c) for c in (stop_conditions or [])]
         self.eval_every = eval_every
+        allowed = {"cell", "hidden_size", "sequence_length", "burn_in"}
+        if recurrent is not None and (not isinstance(recurrent, dict) or set(recurrent) - allowed):
+            raise ComponentArgumentError(
+                f"agent 'fast_ppo': recurrent takes a mapping of {', '.join(sorted(allowed))}, got {recurrent!r}"
+            )
+        self.recurrent = recurrent
         self.hparams = hparams
         self.components: dict[str, Any] = {}
         self.trainer: Any = None
@@ -94,11 +103,13 @@ class FastPPOAgent:
 
     def build(self) -> FastPPOAgent:
         from rlte_plugins.training.fast import FastPPO, FastTrainer
+        from rlte_plugins.training.fast_recurrent import RecurrentFastPPO
 
         if self.trainer is None:
-            algo = FastPPO(
+            cls: Any = FastPPO if self.recurrent is None else RecurrentFastPPO
+            algo = cls(
                 self.env, num_envs=self.num_envs, horizon=self.horizon, device=self.device, seed=self.seed,
-                **self.components, **self.hparams,
+                **self.components, **self.hparams, **(self.recurrent or {}),
             )  # fmt: skip
             self.trainer = FastTrainer(algo)
         return self

@@ -245,3 +245,16 @@ def test_native_stepping_matches_torchrl_semantics():
     algo.step()
     algo.collect()
     assert algo._rollout["observation"].data_ptr() == first_rollout  # the buffer is allocated once
+
+
+def test_fast_ppo_agent_recurrent_option():
+    import rlte_plugins
+
+    recurrent = {"cell": "gru", "hidden_size": 8, "sequence_length": 8, "burn_in": 2}
+    agent = rlte_plugins.make("agent", "fast_ppo", env="torch_cartpole", num_envs=8, horizon=16, recurrent=recurrent)
+    agent.set(encoder={"name": "mlp", "num_cells": [8]})
+    assert agent.train(total_frames=256, progress=False)["frames"] == 256
+    assert type(agent.trainer.algorithm).__name__ == "RecurrentFastPPO"
+    assert len(agent.evaluate(episodes=2)) == 2
+    with pytest.raises(ComponentArgumentError, match="recurrent takes"):
+        rlte_plugins.make("agent", "fast_ppo", env="torch_cartpole", recurrent={"cells": "lstm"})
