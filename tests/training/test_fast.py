@@ -258,3 +258,37 @@ def test_fast_ppo_agent_recurrent_option():
     assert len(agent.evaluate(episodes=2)) == 2
     with pytest.raises(ComponentArgumentError, match="recurrent takes"):
         rlte_plugins.make("agent", "fast_ppo", env="torch_cartpole", recurrent={"cells": "lstm"})
+
+
+def test_action_masks_on_the_fast_path():
+    from torchrl.data import Categorical
+
+    from rlte_plugins.envs.torch_native.tasks import DummyDiscrete
+
+    class MaskedDummy(DummyDiscrete):
+        """Three actions; the third (a jump far from 0) is never allowed."""
+
+        def action_spec_for(self, num_envs, device):
+            return Categorical(3, shape=(num_envs,), dtype=torch.int64, device=device)
+
+        def extra_observation_specs(self, num_envs, device):
+            return {"action_mask": Categorical(2, shape=(num_envs, 3), dtype=torch.bool, device=device)}
+
+        def extra_observations(self, state):
+            mask = torch.tensor([True, True, False], device=state.device)
+            return {"action_mask": mask.expand(state.shape[0], 3).clone()}
+
+        def dynamics(self, state, action):
+            step = torch.tensor([-1.0, 1.0, 50.0], device=state.device)[action].reshape(-1, 1)
+            state = state + step
+            return state, -state.abs(), torch.zeros_like(state, dtype=torch.bool)
+
+    env = MaskedDummy(num_envs=64, seed=0)
+    algo = FastPPO(env, num_envs=64, horizon=16, distribution="masked_categorical", seed=0,
+                   encoder={"name": "mlp", "num_cells": [16]})  # fmt: skip
+    for _ in range(3):
+        algo.collect()
+        assert (algo._rollout["action"] != 2).all()
+        assert "action_mask" in algo.buffer.keys()  # kept for the update's log-probabilities
+        stats = algo.step()
+        assert math.isfinite(stats["losses/total"])

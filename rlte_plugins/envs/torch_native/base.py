@@ -62,6 +62,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         B, dev = num_envs, self.device
         self.observation_spec = Composite(
             observation=Unbounded(shape=(B, self.obs_dim), dtype=torch.float32, device=dev),
+            **self.extra_observation_specs(B, dev),
             **episode_specs(B, dev),
             shape=(B,),
         )
@@ -86,6 +87,14 @@ class TorchEnv(ExactOutputs, EnvBase):
     def observe(self, state: torch.Tensor) -> torch.Tensor:
         return state
 
+    def extra_observation_specs(self, num_envs: int, device: torch.device) -> dict[str, TensorSpec]:
+        """Specs of observations besides ``"observation"`` (e.g. an ``"action_mask"``); none by default."""
+        return {}
+
+    def extra_observations(self, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The values of :meth:`extra_observation_specs` for ``state``."""
+        return {}
+
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
         """Uniform samples from this env's generator."""
         u = torch.rand(*shape, generator=self._gen, device=self.device)
@@ -108,6 +117,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         return exact_tensordict(
             {
                 "observation": self.observe(self.state),
+                **self.extra_observations(self.state),
                 EPISODE_RETURN_KEY: self._returns.clone(),
                 EPISODE_LENGTH_KEY: self._lengths.clone(),
                 EPISODE_END_KEY: false,
@@ -133,6 +143,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         return exact_tensordict(
             {
                 "observation": self.observe(self.state),
+                **self.extra_observations(self.state),
                 "reward": reward,
                 EPISODE_RETURN_KEY: self._returns.clone(),
                 EPISODE_LENGTH_KEY: self._lengths.clone(),
