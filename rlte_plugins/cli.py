@@ -17,7 +17,8 @@ config keys (YAML sections; --set section.key=value overrides any of them):
   description            free text shown on the learning curve
   agent                  name (ppo, or fast_ppo for envs on the training device) and the agent's
                          hyperparameters (`rlte info agent ppo` lists them; fast_ppo takes FastPPO's options,
-                         plus horizon, eval_every and stop_conditions: a list such as
+                         plus horizon, eval_every, recurrent ({cell, hidden_size, sequence_length,
+                         burn_in}: an LSTM/GRU policy) and stop_conditions: a list such as
                          [{hits_upper_bound: {key: eval/returns/mean, bound: 475}}, {time_budget: 600}];
                          conditions: hits_upper_bound, hits_lower_bound, plateaus, stops_increasing,
                          stops_decreasing, frame_budget, time_budget, and, or)
