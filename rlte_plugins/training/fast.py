@@ -154,6 +154,12 @@ class FastPPO:
         self.seed = int(seed)
         torch.manual_seed(self.seed)
         self.env = self._make_env(env, num_envs, dict(env_kwargs or {}))
+        if "observation" not in self.env.observation_spec.keys():
+            raise ComponentArgumentError(
+                f"{owner} trains on a vector 'observation' (torch-native envs); this env provides "
+                f"{[k for k in self.env.observation_spec.keys() if not str(k).startswith('episode_')]}: use the "
+                "'ppo' agent for pixel envs"
+            )
         self.num_envs = int(self.env.batch_size[0]) if self.env.batch_size else 1
         self.batch = self.num_envs * horizon
         if minibatch_size is not None and (minibatch_size < 1 or self.batch % minibatch_size):
@@ -172,7 +178,7 @@ class FastPPO:
         self.frames = 0
         self.iterations = 0
         self._shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
-        obs_shape = self.env.observation_spec["observation"].shape[1:]
+        obs_shape = self.env.observation_spec["observation"].shape[len(self.env.batch_size) :]
         self.obs_rms = RunningMeanStd(obs_shape, self.device) if normalize_observation else None
         self.ret_rms = RunningMeanStd((), self.device) if scale_rewards else None
         self._discounted = torch.zeros(self.num_envs, device=self.device)
@@ -183,7 +189,6 @@ class FastPPO:
         # torch-native envs step without TorchRL's per-step host sync (see _env_step)
         self._native = isinstance(self.env, TorchEnv)
         self._td = self.env.reset()
-        self._episode_returns = torch.zeros((), device=self.device)
         self._update = self._update_eager
         if compile:
             self.actor_forward = torch.compile(self.policy.actor)
