@@ -26,6 +26,14 @@ class ComponentArgumentError(RlteError, TypeError):
     """Keyword arguments that do not fit a component's factory."""
 
 
+def positive_int(owner: str, name: str, value: object) -> int:
+    """``value`` if it is a positive ``int`` (not a ``bool``), else one :class:`ComponentArgumentError` line
+    naming ``owner`` (e.g. ``"env 'atari'"``) and the argument."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ComponentArgumentError(f"{owner}: {name} must be a positive int, got {value!r}")
+    return value
+
+
 class SpecMismatchError(RlteError, ValueError):
     """A component that does not fit the environment's observation or action spec."""
 

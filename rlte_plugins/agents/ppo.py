@@ -24,7 +24,7 @@ from rlte_plugins.agents.base import (
     resolve_component,
     run_episodes,
 )
-from rlte_plugins.errors import CheckpointError, ComponentArgumentError
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError, positive_int
 from rlte_plugins.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from rlte_plugins.training.progress import Progress
 
@@ -435,8 +435,7 @@ class PPO:
     def _check_hparams(self) -> None:
         hp = self.hparams
         for key in ("num_envs", "num_steps", "epochs", "num_minibatches"):
-            if not isinstance(hp[key], int) or isinstance(hp[key], bool) or hp[key] < 1:
-                raise ComponentArgumentError(f"agent 'ppo': {key} must be a positive int, got {hp[key]!r}")
+            positive_int("agent 'ppo'", key, hp[key])
         for key in (
             "lr",
             "gamma",

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from rlte_plugins.augmentations.base import Augmentation, check_range
-from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError, positive_int
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -135,9 +135,7 @@ class RandomTranslate(Augmentation):
 
     def __init__(self, size: int = 100, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        if not isinstance(size, int) or size < 1:
-            raise ComponentArgumentError(f"{self._owner()}: size must be a positive int, got {size!r}")
-        self.size = size
+        self.size = positive_int(self._owner(), "size", size)
 
     def augment(self, x: torch.Tensor, vmax: float) -> torch.Tensor:
         n, c, h, w = x.shape

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rlte_plugins.encoders.base import Encoder, build_now, orthogonal_init
-from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError, positive_int
 
 
 class _PixelNet(nn.Module):
@@ -43,9 +43,7 @@ class _PixelNet(nn.Module):
 def _features(value: Any, owner: str, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ComponentArgumentError(f"{owner}: features must be a positive int, got {value!r}")
-    return value
+    return positive_int(owner, "features", value)
 
 
 class PixelEncoder(Encoder):

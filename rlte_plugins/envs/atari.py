@@ -12,7 +12,7 @@ import torch
 from rlte_plugins.envs.backends import require
 from rlte_plugins.envs.core import BatchedEnv, check_choice, check_num_envs
 from rlte_plugins.envs.envpool import EnvPoolEnv
-from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError
+from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, positive_int
 
 FAMILY = "atari"
 
@@ -80,8 +80,7 @@ def make_atari(
     check_num_envs(FAMILY, num_envs)
     check_choice(FAMILY, "backend", backend, ("auto", "envpool", "gymnasium"))
     for arg, value in (("frame_skip", frame_skip), ("frame_stack", frame_stack), ("image_size", image_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ComponentArgumentError(f"env 'atari': {arg} must be a positive int, got {value!r}")
+        positive_int("env 'atari'", arg, value)
     if not 0.0 <= repeat_action_probability <= 1.0:
         raise ComponentArgumentError(
             f"env 'atari': repeat_action_probability must be in [0, 1], got {repeat_action_probability!r}"

@@ -17,7 +17,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Binary, Bounded, Categorical, Composite, MultiCategorical, TensorSpec, Unbounded
 from torchrl.envs import EnvBase
 
-from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError, positive_int
 
 #: Keys every rlte environment writes besides its observations.
 EPISODE_RETURN_KEY = "episode_reward"
@@ -30,9 +30,7 @@ _CPU = torch.device("cpu")
 
 
 def check_num_envs(family: str, num_envs: Any) -> int:
-    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-        raise ComponentArgumentError(f"env {family!r}: num_envs must be a positive int, got {num_envs!r}")
-    return num_envs
+    return positive_int(f"env {family!r}", "num_envs", num_envs)
 
 
 def check_choice(family: str, arg: str, value: Any, choices: tuple[Any, ...]) -> Any:

@@ -11,7 +11,7 @@ import torch
 
 from rlte_plugins.envs.backends import BACKENDS, require
 from rlte_plugins.envs.core import BatchedEnv, check_choice, check_num_envs, unit_to_bounds
-from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, MissingDependencyError
+from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, MissingDependencyError, positive_int
 
 FAMILY = "dmc"
 
@@ -73,8 +73,7 @@ def make_dmc(
     check_num_envs(FAMILY, num_envs)
     check_choice(FAMILY, "backend", backend, ("auto", "dm_control", "envpool"))
     for arg, value in (("action_repeat", action_repeat), ("frame_stack", frame_stack), ("image_size", image_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ComponentArgumentError(f"env 'dmc': {arg} must be a positive int, got {value!r}")
+        positive_int("env 'dmc'", arg, value)
     os.environ.setdefault("MUJOCO_GL", "egl")  # before dm_control imports mujoco: headless rendering
     require("dm_control", FAMILY)
     domain, name = split_task(task)

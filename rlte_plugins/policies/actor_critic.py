@@ -12,7 +12,7 @@ from torchrl.data import Composite, TensorSpec
 
 from rlte_plugins.distributions.base import DistributionHead
 from rlte_plugins.encoders.base import Encoder, orthogonal_init
-from rlte_plugins.errors import ComponentArgumentError
+from rlte_plugins.errors import ComponentArgumentError, positive_int
 
 
 class ActorCritic(nn.Module):
@@ -62,15 +62,20 @@ class ActorCritic(nn.Module):
         distribution.build(action_spec, encoder.out_features, batch_dims, observation_spec)
         self.actor = distribution.actor(encoder, action_spec)
         critic_encoder = encoder if self.shared_encoder else _fresh_copy(encoder, "value_features")
-        value_head = nn.Linear(encoder.out_features, 1)
-        orthogonal_init(value_head, self.value_init_gain)
-        self.critic = TensorDictSequential(
-            critic_encoder, TensorDictModule(value_head, critic_encoder.out_keys, ["state_value"])
+        self.critic = value_critic(
+            critic_encoder, critic_encoder.out_keys[0], encoder.out_features, self.value_init_gain
         )
         return self
 
     def forward(self, tensordict: Any) -> Any:
         return self.critic(self.actor(tensordict))
+
+
+def value_critic(trunk: nn.Module, features_key: str, in_features: int, gain: float) -> TensorDictSequential:
+    """``trunk`` then a linear value head (orthogonal init) reading ``features_key``, writing ``"state_value"``."""
+    head = nn.Linear(in_features, 1)
+    orthogonal_init(head, gain)
+    return TensorDictSequential(trunk, TensorDictModule(head, [features_key], ["state_value"]))
 
 
 def _fresh_copy(encoder: Encoder, out_key: str) -> Encoder:
@@ -167,10 +172,7 @@ class RecurrentActorCritic(nn.Module):
         super().__init__()
         if cell not in self.CELLS:
             raise ComponentArgumentError(f"policy 'recurrent_actor_critic': cell must be 'lstm' or 'gru', got {cell!r}")
-        if not isinstance(hidden_size, int) or hidden_size < 1:
-            raise ComponentArgumentError(
-                f"policy 'recurrent_actor_critic': hidden_size must be a positive int, got {hidden_size!r}"
-            )
+        positive_int("policy 'recurrent_actor_critic'", "hidden_size", hidden_size)
         self.cell, self.hidden_size, self.value_init_gain = cell, hidden_size, value_init_gain
         self.actor: Any = None
         self.critic: Any = None
@@ -205,9 +207,7 @@ class RecurrentActorCritic(nn.Module):
         distribution.in_keys = ["rnn_features"]
         distribution.build(action_spec, self.hidden_size, len(observation_spec.shape), observation_spec)
         self.actor = distribution.actor(trunk, action_spec)
-        value_head = nn.Linear(self.hidden_size, 1)
-        orthogonal_init(value_head, self.value_init_gain)
-        self.critic = TensorDictSequential(trunk, TensorDictModule(value_head, ["rnn_features"], ["state_value"]))
+        self.critic = value_critic(trunk, "rnn_features", self.hidden_size, self.value_init_gain)
         return self
 
     def env_transforms(self) -> list[Any]:

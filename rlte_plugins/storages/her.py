@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
-from rlte_plugins.storages.replay import _positive_int
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError, positive_int
 
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -74,8 +73,8 @@ class HERReplayStorage:
         seed: int | None = None,
     ) -> None:
         owner = "storage 'her_replay'"
-        self.capacity = _positive_int(owner, "capacity", capacity)
-        self.batch_size = _positive_int(owner, "batch_size", batch_size)
+        self.capacity = positive_int(owner, "capacity", capacity)
+        self.batch_size = positive_int(owner, "batch_size", batch_size)
         if strategy not in self.STRATEGIES:
             raise ComponentArgumentError(f"{owner}: strategy must be one of {self.STRATEGIES}, got {strategy!r}")
         if not 0.0 <= relabel_prob <= 1.0:
@@ -87,7 +86,7 @@ class HERReplayStorage:
         self.data: TensorDictBase | None = None
 
     def build(self, num_envs: int = 1, device: str | torch.device | None = None) -> HERReplayStorage:
-        self.num_envs = _positive_int("storage 'her_replay'", "num_envs", num_envs)
+        self.num_envs = positive_int("storage 'her_replay'", "num_envs", num_envs)
         self.rows = max(1, self.capacity // self.num_envs)
         self._device = torch.device(self.device or device or "cpu")
         self._gen = torch.Generator(device=self._device)

@@ -16,13 +16,7 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, Te
 from torchrl.data.replay_buffers.samplers import Sampler
 
 from rlte_plugins.distributions.noise import Schedule
-from rlte_plugins.errors import ComponentArgumentError
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ComponentArgumentError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
+from rlte_plugins.errors import ComponentArgumentError, positive_int
 
 
 class ReplayStorage:
@@ -56,8 +50,8 @@ class ReplayStorage:
         scratch_dir: str | None = None,
         seed: int | None = None,
     ) -> None:
-        self.capacity = _positive_int(self._owner(), "capacity", capacity)
-        self.batch_size = _positive_int(self._owner(), "batch_size", batch_size)
+        self.capacity = positive_int(self._owner(), "capacity", capacity)
+        self.batch_size = positive_int(self._owner(), "batch_size", batch_size)
         self.device, self.memmap, self.scratch_dir, self.seed = device, memmap, scratch_dir, seed
         self.buffer: TensorDictReplayBuffer | None = None
 
@@ -151,7 +145,7 @@ class NStepReplayStorage(ReplayStorage):
         seed: int | None = None,
     ) -> None:
         super().__init__(capacity, batch_size, device, memmap, scratch_dir, seed)
-        self.n = _positive_int(self._owner(), "n", n)
+        self.n = positive_int(self._owner(), "n", n)
         if not 0.0 <= gamma <= 1.0:
             raise ComponentArgumentError(f"{self._owner()}: gamma must be in [0, 1], got {gamma!r}")
         self.gamma = float(gamma)

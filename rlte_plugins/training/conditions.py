@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from rlte_plugins.errors import ComponentArgumentError
+from rlte_plugins.errors import ComponentArgumentError, positive_int
 
 
 class Condition(Protocol):
@@ -71,9 +71,7 @@ class Plateaus(_KeyCondition):
 
     def __init__(self, key: str, patience: int = 5, rtol: float = 1e-3) -> None:
         super().__init__(key)
-        if not isinstance(patience, int) or patience < 1:
-            raise ComponentArgumentError(f"Plateaus: patience must be a positive int, got {patience!r}")
-        self.patience, self.rtol = patience, float(rtol)
+        self.patience, self.rtol = positive_int("Plateaus", "patience", patience), float(rtol)
 
     def __call__(self, stats: Mapping[str, Any], /) -> bool:
         if self._value(stats) is None or len(self.history) <= self.patience:
@@ -90,9 +88,7 @@ class _Trend(_KeyCondition):
 
     def __init__(self, key: str, patience: int = 5) -> None:
         super().__init__(key)
-        if not isinstance(patience, int) or patience < 1:
-            raise ComponentArgumentError(f"{type(self).__name__}: patience must be a positive int, got {patience!r}")
-        self.patience = patience
+        self.patience = positive_int(type(self).__name__, "patience", patience)
 
     def __call__(self, stats: Mapping[str, Any], /) -> bool:
         if self._value(stats) is None or len(self.history) <= self.patience:

@@ -27,7 +27,7 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from rlte_plugins.agents.base import resolve_component
 from rlte_plugins.distributions.noise import Schedule
-from rlte_plugins.errors import CheckpointError, ComponentArgumentError
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError, positive_int
 from rlte_plugins.training.checkpoint import rng_state, set_rng_state
 
 #: rl8's defaults (``rl8.AlgorithmConfig``), which the throughput benchmark compares at.
@@ -133,9 +133,8 @@ class FastPPO:
         owner = "algorithm 'fast_ppo'"
         self.device = torch.device(device)
         for name, value in (("num_envs", num_envs), ("horizon", horizon), ("epochs", epochs),
-                            ("grad_accumulation", grad_accumulation)):  # fmt: skip
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ComponentArgumentError(f"{owner}: {name} must be a positive int, got {value!r}")
+                            ("grad_accumulation", grad_accumulation), ("chunk_size", chunk_size)):  # fmt: skip
+            positive_int(owner, name, value)
         if amp not in (None, "bf16", "fp16"):
             raise ComponentArgumentError(f"{owner}: amp must be None, 'bf16' or 'fp16', got {amp!r}")
         if amp == "fp16" and self.device.type != "cuda":
@@ -168,8 +167,6 @@ class FastPPO:
                 f"got {minibatch_size}"
             )
         self.minibatch_size = minibatch_size or self.batch
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ComponentArgumentError(f"{owner}: chunk_size must be a positive int, got {chunk_size!r}")
         self.chunk_size = chunk_size
         self._build_policy(encoder, distribution)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr(0), eps=1e-5)

@@ -10,7 +10,7 @@ import torch
 
 from rlte_plugins.envs.backends import require
 from rlte_plugins.envs.core import BatchedEnv, check_num_envs, unit_to_bounds
-from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError
+from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, positive_int
 
 FAMILY = "robosuite"
 
@@ -38,8 +38,7 @@ def make_robosuite(
         obs_keys: robosuite observation keys concatenated, in order, into ``"observation"``.
     """
     check_num_envs(FAMILY, num_envs)
-    if not isinstance(horizon, int) or horizon < 1:
-        raise ComponentArgumentError(f"env 'robosuite': horizon must be a positive int, got {horizon!r}")
+    positive_int("env 'robosuite'", "horizon", horizon)
     suite = require("robosuite", FAMILY)
     if task not in suite.ALL_ENVIRONMENTS:
         import difflib
