@@ -16,12 +16,20 @@ TRAIN_EPILOG = """\
 config keys (YAML sections; --set section.key=value overrides any of them):
   description            free text shown on the learning curve
   agent                  name (ppo, or fast_ppo for envs on the training device) and the agent's
-                         hyperparameters (`rlte info agent ppo` lists them; fast_ppo takes FastPPO's options,
-                         plus horizon, eval_every, recurrent ({cell, hidden_size, sequence_length,
-                         burn_in}: an LSTM/GRU policy) and stop_conditions: a list such as
-                         [{hits_upper_bound: {key: eval/returns/mean, bound: 475}}, {time_budget: 600}];
-                         conditions: hits_upper_bound, hits_lower_bound, plateaus, stops_increasing,
-                         stops_decreasing, frame_budget, time_budget, and, or)
+                         hyperparameters (`rlte info agent ppo` lists them)
+  agent (fast_ppo)       num_envs, horizon, eval_every, stop_conditions, recurrent, and FastPPO's options
+                         (`python -c "help('rlte_plugins.training.fast.FastPPO')"` explains each):
+                         epochs=4, minibatch_size=null (whole rollout), grad_accumulation=1, lr=3e-4,
+                         entropy_coef=0.0 (lr and entropy_coef also take "linear(start, end, frames)"),
+                         gamma=0.95, gae_lambda=0.95, clip_epsilon=0.2, clip_value=null, value_coef=1.0,
+                         max_grad_norm=5.0, normalize_advantage=true, normalize_observation=false,
+                         scale_rewards=true, target_kl=null, amp=null|bf16|fp16, compile=false|true|
+                         max-autotune, cudagraphs=false, chunk_size=8192, retain_memory=true, env_kwargs.
+                         recurrent: {cell: lstm|gru, hidden_size, sequence_length, burn_in}, an LSTM/GRU
+                         policy. stop_conditions: a list such as [{hits_upper_bound: {key:
+                         eval/returns/mean, bound: 475}}, {time_budget: 600}]; conditions:
+                         hits_upper_bound, hits_lower_bound, plateaus, stops_increasing, stops_decreasing,
+                         frame_budget, time_budget, and, or
   env                    name (e.g. gymnasium) and the env maker's arguments (env_id, num_envs, ...)
   encoder, policy, distribution, storage
                          name and arguments of each component (`rlte info KIND NAME`); omit for defaults
@@ -129,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--no-rl8", action="store_true", help="do not run rl8 even where it is installed")
     b.add_argument("--max-samples", type=int, default=2_100_000, help="skip larger num_envs x horizon")
+    b.add_argument("--variants", nargs="+", default=["eager", "max-autotune"],
+                   help="our rows: eager, compile (torch.compile) and/or max-autotune (torch.compile with inductor's "
+                        "own matmul kernels); default eager max-autotune")  # fmt: skip
     b.set_defaults(func=cmd_bench_throughput)
     b = bench.add_parser("encoders", help="forward (and forward+backward) time per batch of each encoder")
     b.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
@@ -264,7 +275,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.throughput import benchmark
 
     benchmark(args.num_envs, args.horizon, args.iterations, args.warmup, args.device, not args.no_rl8,
-              args.max_samples)  # fmt: skip
+              args.max_samples, args.variants)  # fmt: skip
     return 0
 
 

@@ -5,12 +5,20 @@ critic, 4 epochs, one full-batch minibatch, gamma and lambda 0.95). For each sid
 (collect + update), collect-only and update-only times, medians over ``iterations`` after ``warmup``. The floor
 is the update's matrix-multiply FLOPs (forward, and twice that backward, for every linear layer, sample and
 epoch) divided by this machine's float32 matmul rate measured in the same run at the update's shapes.
+
+Every measurement runs in its own Python process, one after the other: process-wide settings of one side (the
+fast path's :func:`~rlte_plugins.training.allocator.retain_freed_memory`, compiled kernels, thread pools) cannot
+help or hurt the other. rl8 is measured as shipped and, to show what the allocator setting alone is worth, once
+more with it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -44,6 +52,7 @@ def update_flops(policy: torch.nn.Module, samples: int, epochs: int) -> float:
 
 
 def ours(num_envs: int, horizon: int, iterations: int, warmup: int, device: str, **options: Any) -> dict[str, Any]:
+    """Our fast path with ``FastPPO``'s defaults plus ``options`` (e.g. ``compile="max-autotune"``)."""
     from rlte_plugins.training.fast import FastPPO
 
     algo = FastPPO("dummy_discrete", num_envs=num_envs, horizon=horizon, device=device, seed=0, **options)
@@ -67,8 +76,15 @@ def ours(num_envs: int, horizon: int, iterations: int, warmup: int, device: str,
     }
 
 
-def rl8(num_envs: int, horizon: int, iterations: int, warmup: int, device: str) -> dict[str, Any] | None:
-    """rl8's own ``Trainer`` on its ``DiscreteDummyEnv``; ``None`` where ``rl8`` is not installed."""
+def rl8(
+    num_envs: int, horizon: int, iterations: int, warmup: int, device: str, retain_memory: bool = False
+) -> dict[str, Any] | None:
+    """rl8's own ``Trainer`` on its ``DiscreteDummyEnv``; ``None`` where ``rl8`` is not installed.
+    ``retain_memory``: with the allocator setting the fast path makes on CPU."""
+    if retain_memory:
+        from rlte_plugins.training.allocator import retain_freed_memory
+
+        retain_freed_memory()
     try:
         from rl8 import Algorithm, AlgorithmConfig, Trainer
         from rl8.env import DiscreteDummyEnv
@@ -96,12 +112,30 @@ def rl8(num_envs: int, horizon: int, iterations: int, warmup: int, device: str) 
     }
 
 
+def isolated(side: str, **spec: Any) -> dict[str, Any] | None:
+    """Run ``ours(**spec)`` or ``rl8(**spec)`` in a fresh Python process and return its result."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlte_plugins.bench.throughput", json.dumps({"side": side, **spec})],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the {side} benchmark process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
 def _row(name: str, envs: int, horizon: int, r: dict[str, Any], extra: str = "") -> str:
     rate = r["batch"] / r["total_s"]
     return (
-        f"{name:<8}{envs:>8}{horizon:>8}{rate:>14,.0f}{r['collect_s']:>11.2f}{r['update_s']:>11.2f}"
-        f"{r['total_s']:>10.2f}  {extra}"
+        f"{name:<22}{envs:>7}{horizon:>8}{rate:>14,.0f}{r['collect_s']:>11.2f}{r['update_s']:>10.2f}"
+        f"{r['total_s']:>9.2f}  {extra}"
     )
+
+
+#: what ``--variants`` names: FastPPO options of each of our rows
+VARIANTS = {"eager": {}, "compile": {"compile": True}, "max-autotune": {"compile": "max-autotune"}}
 
 
 def benchmark(
@@ -112,36 +146,57 @@ def benchmark(
     device: str = "cpu",
     compare: bool = True,
     max_samples: int = 2_100_000,
+    variants: list[str] = ("eager",),
 ) -> list[dict[str, Any]]:
     """Print the table; the first (num_envs, horizon) pair is also run with rl8 when ``compare``."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})")
     # the floor uses the best of a few measurements: a shared machine only ever makes a measurement slower
     rate = max(matmul_rate(device) for _ in range(3))
     print(
         f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"median of {iterations} iterations after {warmup} warm-up; float32 matmul [8192,256]x[256,256]: "
-        f"{rate:.0f} GFLOP/s"
+        f"median of {iterations} iterations after {warmup} warm-up, each row in its own process; "
+        f"float32 matmul [8192,256]x[256,256]: {rate:.0f} GFLOP/s"
     )
-    print(f"{'impl':<8}{'envs':>8}{'horizon':>8}{'transitions/s':>14}{'collect s':>11}{'update s':>11}{'total s':>10}")
+    print(f"{'impl':<22}{'envs':>7}{'horizon':>8}{'transitions/s':>14}{'collect s':>11}{'update s':>10}{'total s':>9}")
     rows: list[dict[str, Any]] = []
     first = True
     for envs in num_envs:
         for horizon in horizons:
             if envs * horizon > max_samples:
-                print(f"{'ours':<8}{envs:>8}{horizon:>8}  skipped: {envs * horizon:,} samples > --max-samples")
+                print(f"{'ours':<22}{envs:>7}{horizon:>8}  skipped: {envs * horizon:,} samples > --max-samples")
                 continue
-            r = ours(envs, horizon, iterations, warmup, device)
-            rate = max(rate, matmul_rate(device))
-            floor = r["flops"] / (rate * 1e9)
-            note = f"update floor {floor:.2f} s at {rate:.0f} GFLOP/s ({r['update_s'] / floor:.2f}x floor)"
-            print(_row("ours", envs, horizon, r, note), flush=True)
-            rows.append({"impl": "ours", "num_envs": envs, "horizon": horizon, **r, "floor_s": floor})
+            shape = dict(num_envs=envs, horizon=horizon, iterations=iterations, warmup=warmup, device=device)
+            best = None
+            for variant in variants:
+                r = isolated("ours", **shape, **VARIANTS[variant])
+                rate = max(rate, matmul_rate(device))
+                floor = r["flops"] / (rate * 1e9)
+                note = f"update floor {floor:.2f} s at {rate:.0f} GFLOP/s ({r['update_s'] / floor:.2f}x floor)"
+                print(_row(f"ours ({variant})", envs, horizon, r, note), flush=True)
+                rows.append({"impl": "ours", "variant": variant, "num_envs": envs, "horizon": horizon, **r,
+                             "floor_s": floor})  # fmt: skip
+                best = r if best is None or r["total_s"] < best["total_s"] else best
             if first and compare:
-                theirs = rl8(envs, horizon, iterations, warmup, device)
-                if theirs is None:
-                    print("rl8     not installed (pip install 'rlte-plugins[bench]'): no side-by-side figure")
-                else:
-                    ratio = theirs["total_s"] / r["total_s"]
-                    print(_row("rl8", envs, horizon, theirs, f"ours / rl8 end to end: {ratio:.2f}x"), flush=True)
-                    rows.append({"impl": "rl8", "num_envs": envs, "horizon": horizon, **theirs, "ratio": ratio})
+                runs = [(False, "rl8")] + ([(True, "rl8 (retain_memory)")] if device == "cpu" else [])
+                for retain, label in runs:
+                    theirs = isolated("rl8", **shape, retain_memory=retain)
+                    if theirs is None:
+                        print("rl8 not installed (pip install 'rlte-plugins[bench]'): no side-by-side figure")
+                        break
+                    ratio = theirs["total_s"] / best["total_s"]
+                    print(_row(label, envs, horizon, theirs, f"best ours / {label} end to end: {ratio:.2f}x"),
+                          flush=True)  # fmt: skip
+                    rows.append({"impl": label, "num_envs": envs, "horizon": horizon, **theirs, "ratio": ratio})
             first = False
     return rows
+
+
+if __name__ == "__main__":  # one isolated measurement (see ``isolated``): a JSON spec in, a JSON line out
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    spec = json.loads(sys.argv[1])
+    measure = {"ours": ours, "rl8": rl8}[spec.pop("side")]
+    print(json.dumps(measure(**spec)), flush=True)

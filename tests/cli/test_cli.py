@@ -96,6 +96,24 @@ def test_train_help_documents_every_key():
     out = rlte("train", "--help").stdout
     for key in TRAIN_KEYS:
         assert f"train.{key}" in out
+    # every option of the fast path, with its default where it has a plain one
+    import inspect
+    import re
+
+    from rlte_plugins.agents.fast_ppo import FastPPOAgent
+    from rlte_plugins.training.config import parse_yaml
+    from rlte_plugins.training.fast import FastPPO
+
+    text = " ".join(out.split())
+    agent_keys = set(inspect.signature(FastPPOAgent).parameters) - {"env", "device", "seed", "hparams"}
+    for name, param in {**inspect.signature(FastPPO).parameters, **{k: None for k in agent_keys}}.items():
+        if name in ("env", "device", "seed", "encoder", "distribution"):
+            continue  # their own config sections / train.* keys
+        assert re.search(rf"\b{name}\b", text), name
+        default = None if param is None else param.default
+        if isinstance(default, (bool, int, float)) and name not in ("num_envs", "horizon"):
+            shown = re.search(rf"\b{name}=([^\s,|(]+)", text)
+            assert shown and parse_yaml(shown.group(1)) == default, (name, default)
 
 
 def test_every_component_has_a_summary_and_info_shows_forwarded_arguments(capsys):
