@@ -89,8 +89,10 @@ class FastPPO:
         compile: ``torch.compile`` the policy forward and the loss: ``True`` (default mode) or a mode name;
             ``"max-autotune"`` also lets inductor pick its own C++ matrix-multiply kernels with the bias and
             activation fused in, the fastest CPU setting measured (slower to start: about 15 s of compiling).
-        cudagraphs: capture the update's forward/backward in a CUDA graph (tensordict's ``CudaGraphModule``;
-            CUDA only, fixed minibatch shapes).
+        cudagraphs: capture each update chunk's forward and backward in a CUDA graph (tensordict's
+            ``CudaGraphModule``; CUDA only). The optimiser step, gradient clipping and advantage normalisation
+            run outside the graph; gradients are zeroed in place rather than freed, so the graph's writes land
+            where the optimiser reads them.
         chunk_size: the loss and its gradient are computed over chunks of this many samples and summed: the
             same gradient as the whole minibatch at once, with activations that stay in cache (on this
             2-core CPU, 8192-row matrix products run at 229 GFLOP/s and 262,144-row ones at 160).
@@ -211,10 +213,18 @@ class FastPPO:
         else:
             self.actor_forward = self.policy.actor
             self._loss = self.loss_module
+        self._chunk_gradient = self._loss_and_gradient
         if cudagraphs:
-            from tensordict.nn import CudaGraphModule
+            self._chunk_gradient = self._capture(self._loss_and_gradient)
 
-            self._loss = CudaGraphModule(self._loss, warmup=2)
+    def _capture(self, fn: Any) -> Any:
+        """``fn`` (a chunk's forward and backward) as a CUDA graph, captured after warm-up calls; the optimiser
+        step stays outside it (tensordict's ``CudaGraphModule``; on a machine without CUDA it runs eagerly)."""
+        from tensordict.nn import CudaGraphModule
+        from tensordict.nn.functional_modules import _exclude_td_from_pytree
+
+        _exclude_td_from_pytree().set()  # CudaGraphModule's requirement, set up front instead of with a warning
+        return CudaGraphModule(fn, warmup=3, device=self.device)
 
     # -- construction ------------------------------------------------------------------------------------
     def _make_env(self, env: Any, num_envs: int, kwargs: dict[str, Any]) -> EnvBase:
@@ -470,26 +480,32 @@ class FastPPO:
         chunk = rows_per_chunk if n % rows_per_chunk == 0 else n
         parts = n // chunk
         sums = torch.zeros(5, device=self.device)
-        zero = torch.zeros((), device=self.device)
         for c in range(parts):
             piece = batch if parts == 1 else batch[c * chunk : (c + 1) * chunk]
-            with self._autocast():
-                out = self._loss_call(piece)
-                total = out["loss_objective"] + out["loss_critic"] + out.get("loss_entropy", zero)
-            self.scaler.scale(total / (accumulate * parts)).backward()
-            sums += torch.stack([
-                out["loss_objective"].detach().float(), out["loss_critic"].detach().float(),
-                out.get("entropy", zero).detach().float(), total.detach().float(),
-                out.get("kl_approx", zero).detach().float(),
-            ])  # fmt: skip
+            sums += self._chunk_gradient(piece, 1.0 / (accumulate * parts))
         if (index + 1) % accumulate == 0:
             if self.hp["max_grad_norm"] is not None:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.hp["max_grad_norm"])
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
+            # CUDA graphs replay into the gradients' memory: it must stay where it was when captured
+            self.optimizer.zero_grad(set_to_none=not self.hp["cudagraphs"])
         return sums / parts
+
+    def _loss_and_gradient(self, piece: TensorDictBase, weight: float) -> torch.Tensor:
+        """Loss on one chunk and its gradient times ``weight``, added to the parameters' ``.grad``; returns the
+        policy, value, entropy, total and KL terms (what the CUDA graph captures when ``cudagraphs``)."""
+        zero = torch.zeros((), device=self.device)
+        with self._autocast():
+            out = self._loss_call(piece)
+            total = out["loss_objective"] + out["loss_critic"] + out.get("loss_entropy", zero)
+        self.scaler.scale(total * weight).backward()
+        return torch.stack([
+            out["loss_objective"].detach().float(), out["loss_critic"].detach().float(),
+            out.get("entropy", zero).detach().float(), total.detach().float(),
+            out.get("kl_approx", zero).detach().float(),
+        ])  # fmt: skip
 
     # -- evaluation ---------------------------------------------------------------------------------------
     @torch.no_grad()
