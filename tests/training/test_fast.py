@@ -118,6 +118,8 @@ def test_bad_arguments_are_refused():
         FastPPO("torch_cartpole", num_envs=8, horizon=8, amp="fp16")
     with pytest.raises(ComponentArgumentError, match="CUDA"):
         FastPPO("torch_cartpole", num_envs=8, horizon=8, cudagraphs=True)
+    with pytest.raises(ComponentArgumentError, match="max-autotune"):
+        FastPPO("torch_cartpole", num_envs=8, horizon=8, compile="max_autotune")
     with pytest.raises(ComponentArgumentError, match="stop condition"):
         FastTrainer(FastPPO("torch_cartpole", num_envs=8, horizon=8)).run([])
     algo = FastPPO("torch_cartpole", num_envs=8, horizon=8)
@@ -315,3 +317,17 @@ def test_update_through_the_cuda_graph_wrapper_matches_eager():
         trained.append(algo)
     for a, b in zip(trained[0].policy.parameters(), trained[1].policy.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_retain_freed_memory_checks_its_thresholds():
+    import platform
+
+    from rlte_plugins.training.allocator import MAX_MMAP_THRESHOLD, retain_freed_memory
+
+    with pytest.raises(ValueError, match="mmap_threshold"):
+        retain_freed_memory(mmap_threshold=MAX_MMAP_THRESHOLD + 1)
+    with pytest.raises(ValueError, match="trim_threshold"):
+        retain_freed_memory(trim_threshold=0)
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert retain_freed_memory(mmap_threshold=16 * 1024 * 1024) is glibc
+    assert retain_freed_memory() is glibc  # back to the defaults the fast path uses
