@@ -138,8 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-rl8", action="store_true", help="do not run rl8 even where it is installed")
     b.add_argument("--max-samples", type=int, default=2_100_000, help="skip larger num_envs x horizon")
     b.add_argument("--variants", nargs="+", default=["eager", "max-autotune"],
-                   help="our rows: eager, compile (torch.compile) and/or max-autotune (torch.compile with inductor's "
-                        "own matmul kernels); default eager max-autotune")  # fmt: skip
+                   help="our rows: eager, compile (torch.compile), max-autotune (torch.compile's slowest-to-build, "
+                        "fastest mode), cudagraphs and compile+cudagraphs (CUDA); default eager max-autotune")  # fmt: skip
     b.set_defaults(func=cmd_bench_throughput)
     b = bench.add_parser("encoders", help="forward (and forward+backward) time per batch of each encoder")
     b.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")

@@ -135,7 +135,13 @@ def _row(name: str, envs: int, horizon: int, r: dict[str, Any], extra: str = "")
 
 
 #: what ``--variants`` names: FastPPO options of each of our rows
-VARIANTS = {"eager": {}, "compile": {"compile": True}, "max-autotune": {"compile": "max-autotune"}}
+VARIANTS = {
+    "eager": {},
+    "compile": {"compile": True},
+    "max-autotune": {"compile": "max-autotune"},
+    "cudagraphs": {"cudagraphs": True},  # CUDA only
+    "compile+cudagraphs": {"compile": True, "cudagraphs": True},  # CUDA only
+}
 
 
 def benchmark(
@@ -152,6 +158,8 @@ def benchmark(
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})")
+    if not str(device).startswith("cuda") and any("cudagraphs" in v for v in variants):
+        raise ValueError(f"the cudagraphs variants need a CUDA device, got --device {device}")
     # the floor uses the best of a few measurements: a shared machine only ever makes a measurement slower
     rate = max(matmul_rate(device) for _ in range(3))
     print(

@@ -87,8 +87,8 @@ class FastPPO:
         target_kl: stop a step's remaining epochs once the approximate KL exceeds it.
         amp: ``None``, ``"bf16"`` or ``"fp16"`` (fp16 with a gradient scaler; CUDA only).
         compile: ``torch.compile`` the policy forward and the loss: ``True`` (default mode) or a mode name;
-            ``"max-autotune"`` also lets inductor pick its own C++ matrix-multiply kernels with the bias and
-            activation fused in, the fastest CPU setting measured (slower to start: about 15 s of compiling).
+            ``"max-autotune"`` times candidate kernels while compiling: the fastest CPU setting measured (updates
+            about 20% faster than eager on rl8's task), at about 15 s of compiling.
         cudagraphs: capture each update chunk's forward and backward in a CUDA graph (tensordict's
             ``CudaGraphModule``; CUDA only). The optimiser step, gradient clipping and advantage normalisation
             run outside the graph; gradients are zeroed in place rather than freed, so the graph's writes land
