@@ -137,9 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--no-rl8", action="store_true", help="do not run rl8 even where it is installed")
     b.add_argument("--max-samples", type=int, default=2_100_000, help="skip larger num_envs x horizon")
-    b.add_argument("--variants", nargs="+", default=["eager", "max-autotune"],
-                   help="our rows: eager, compile (torch.compile), max-autotune (torch.compile's slowest-to-build, "
-                        "fastest mode), cudagraphs and compile+cudagraphs (CUDA); default eager max-autotune")  # fmt: skip
+    variants_help = (
+        "our rows: eager, compile (torch.compile), max-autotune (torch.compile's slowest-to-build, "
+        "fastest mode), cudagraphs and compile+cudagraphs (CUDA); default eager max-autotune"
+    )
+    b.add_argument("--variants", nargs="+", default=["eager", "max-autotune"], help=variants_help)
     b.set_defaults(func=cmd_bench_throughput)
     b = bench.add_parser("encoders", help="forward (and forward+backward) time per batch of each encoder")
     b.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
