@@ -155,11 +155,16 @@ def benchmark(
     variants: list[str] = ("eager",),
 ) -> list[dict[str, Any]]:
     """Print the table; the first (num_envs, horizon) pair is also run with rl8 when ``compare``."""
+    from rlte_plugins.errors import ConfigError
+
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})")
-    if not str(device).startswith("cuda") and any("cudagraphs" in v for v in variants):
-        raise ValueError(f"the cudagraphs variants need a CUDA device, got --device {device}")
+        raise ConfigError(f"unknown variant {unknown[0]!r} (variants: {', '.join(VARIANTS)})")
+    cuda = str(device).startswith("cuda")
+    if not cuda and any("cudagraphs" in v for v in variants):
+        raise ConfigError(f"the cudagraphs variants need a CUDA device, got --device {device}")
+    if cuda and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: this torch build or machine has no CUDA ({torch.__version__})")
     # the floor uses the best of a few measurements: a shared machine only ever makes a measurement slower
     rate = max(matmul_rate(device) for _ in range(3))
     print(

@@ -188,6 +188,15 @@ def test_throughput_benchmark_prints_ours_and_the_floor(capsys):
     assert "GFLOP/s" in out and out.count("ours") == 2
     assert [r["batch"] for r in rows] == [512, 1024]
     assert all(r["total_s"] > 0 and r["floor_s"] > 0 for r in rows)
+    from rlte_plugins.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown variant 'fast'"):
+        benchmark([64], [8], variants=["fast"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="need a CUDA device"):
+            benchmark([64], [8], variants=["cudagraphs"])
+        with pytest.raises(ConfigError, match="no CUDA"):
+            benchmark([64], [8], device="cuda")
     net = torch.nn.Sequential(torch.nn.Linear(1, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256))
     assert update_flops(net, samples=10, epochs=2) == 3 * 2 * (256 + 256 * 256) * 10 * 2
 
