@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from rlte_plugins.errors import CheckpointError, ComponentArgumentError
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError, positive_int
 from rlte_plugins.training.conditions import FrameBudget, from_config
 from rlte_plugins.training.progress import Progress
 
@@ -124,8 +124,7 @@ class FastPPOAgent:
     ) -> dict[str, float]:
         """Train until ``total_frames`` (or an earlier stop condition); checkpoints every ``checkpoint_every``
         frames (rounded to whole iterations) and at the end."""
-        if not isinstance(total_frames, int) or total_frames < 1:
-            raise ComponentArgumentError(f"total_frames must be a positive int, got {total_frames!r}")
+        positive_int("agent 'fast_ppo'", "total_frames", total_frames)
         self.build()
         algo = self.trainer.algorithm
         every = None if not checkpoint_every else max(1, checkpoint_every // algo.batch)

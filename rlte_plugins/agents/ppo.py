@@ -222,8 +222,7 @@ class PPO:
 
         Returns the last batch's statistics plus ``frames`` and ``wall_time``.
         """
-        if not isinstance(total_frames, int) or total_frames < 1:
-            raise ComponentArgumentError(f"total_frames must be a positive int, got {total_frames!r}")
+        positive_int("agent 'ppo'", "total_frames", total_frames)
         self.build()
         self.total_frames = total_frames
         stats: dict[str, float] = {}

@@ -61,10 +61,6 @@ class RunningMeanStd:
         self.mean, self.var, self.count = (state[k].to(self.mean.device) for k in ("mean", "var", "count"))
 
 
-def _schedule(value: Any, owner: str) -> Schedule:
-    return Schedule.parse(value, owner)
-
-
 class FastPPO:
     """PPO with env, policy, rollout buffer, advantages and update on one device.
 
@@ -167,8 +163,8 @@ class FastPPO:
             from rlte_plugins.training.allocator import retain_freed_memory
 
             retain_freed_memory()
-        self.lr = _schedule(lr, owner)
-        self.entropy_coef = _schedule(entropy_coef, owner)
+        self.lr = Schedule.parse(lr, owner)
+        self.entropy_coef = Schedule.parse(entropy_coef, owner)
         self.seed = int(seed)
         torch.manual_seed(self.seed)
         self.env = self._make_env(env, num_envs, dict(env_kwargs or {}))
@@ -205,7 +201,6 @@ class FastPPO:
         # torch-native envs step without TorchRL's per-step host sync (see _env_step)
         self._native = isinstance(self.env, TorchEnv)
         self._td = self.env.reset()
-        self._update = self._update_eager
         if compile:
             mode = None if compile is True else compile
             self.actor_forward = torch.compile(self.policy.actor, mode=mode)
@@ -429,7 +424,7 @@ class FastPPO:
             order = torch.randperm(rows, device=self.device, generator=self._shuffle) if mb < rows else None
             for i in range(rows // mb):
                 batch = flat if order is None else flat[order[i * mb : (i + 1) * mb]]
-                sums += self._update(batch, i, accumulate)
+                sums += self._update_minibatch(batch, i, accumulate)
                 count += 1
             epochs_done += 1
             target = self.hp["target_kl"]
@@ -468,7 +463,7 @@ class FastPPO:
             log_ratio = dist.log_prob(batch.get("action")).float() - batch.get("action_log_prob").float()
         return (log_ratio.exp() - 1 - log_ratio).mean()
 
-    def _update_eager(self, batch: TensorDictBase, index: int, accumulate: int) -> torch.Tensor:
+    def _update_minibatch(self, batch: TensorDictBase, index: int, accumulate: int) -> torch.Tensor:
         """Gradient of the PPO loss on ``batch``, computed in cache-sized chunks and summed (the same gradient as
         one pass over the whole minibatch: every term is a mean, chunks are equal), then an optimiser step
         every ``accumulate`` minibatches."""
