@@ -28,6 +28,8 @@ class FastPPOAgent:
         stop_conditions: extra stop conditions as config mappings (``[{"hits_upper_bound": {"key":
             "eval/returns/mean", "bound": 475}}]``); the frame budget of :meth:`train` always applies.
         eval_every: evaluate every this many iterations (``0``: never during training).
+        eval_episodes: deterministic episodes per evaluation during training (what ``eval/returns/mean``, and so a
+            stop condition on it, averages).
         recurrent: train an LSTM/GRU policy with :class:`~rlte_plugins.training.fast_recurrent.RecurrentFastPPO`:
             its options, e.g. ``{"cell": "gru", "hidden_size": 64, "sequence_length": 16, "burn_in": 4}``.
         **hparams: :class:`~rlte_plugins.training.fast.FastPPO`'s options (``epochs``, ``minibatch_size``,
@@ -51,6 +53,7 @@ class FastPPOAgent:
         horizon: int = 128,
         stop_conditions: list[dict[str, Any]] | None = None,
         eval_every: int = 0,
+        eval_episodes: int = 16,
         recurrent: dict[str, Any] | None = None,
         **hparams: Any,
     ) -> None:
@@ -69,6 +72,7 @@ class FastPPOAgent:
         self.num_envs, self.horizon = num_envs, horizon
         self.stop_conditions = [from_config(c) for c in (stop_conditions or [])]
         self.eval_every = eval_every
+        self.eval_episodes = positive_int("agent 'fast_ppo'", "eval_episodes", eval_episodes)
         allowed = {"cell", "hidden_size", "sequence_length", "burn_in"}
         if recurrent is not None and (not isinstance(recurrent, dict) or set(recurrent) - allowed):
             raise ComponentArgumentError(
@@ -111,7 +115,7 @@ class FastPPOAgent:
                 self.env, num_envs=self.num_envs, horizon=self.horizon, device=self.device, seed=self.seed,
                 **self.components, **self.hparams, **(self.recurrent or {}),
             )  # fmt: skip
-            self.trainer = FastTrainer(algo)
+            self.trainer = FastTrainer(algo, eval_episodes=self.eval_episodes)
         return self
 
     def train(
@@ -156,8 +160,9 @@ class FastPPOAgent:
                 "wall_time": time.perf_counter() - start}  # fmt: skip
 
     def evaluate(self, episodes: int = 10, deterministic: bool = True) -> list[float]:
+        """Returns of ``episodes`` episodes (mode actions when ``deterministic``), from new start states each call."""
         self.build()
-        return self.trainer.algorithm.evaluate(episodes=episodes)
+        return self.trainer.algorithm.evaluate(episodes=episodes, deterministic=deterministic)
 
     def save(self, path: str | os.PathLike[str]) -> str:
         self.build()

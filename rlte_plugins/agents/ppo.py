@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
-from torchrl.data import Categorical, MultiCategorical
 from torchrl.envs import EnvBase
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
@@ -24,6 +23,7 @@ from rlte_plugins.agents.base import (
     resolve_component,
     run_episodes,
 )
+from rlte_plugins.distributions.base import default_distribution
 from rlte_plugins.errors import CheckpointError, ComponentArgumentError, positive_int
 from rlte_plugins.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from rlte_plugins.training.progress import Progress
@@ -36,9 +36,9 @@ class PPO:
 
     Components are chosen with :meth:`set` (instances or registry names); unset ones default to the
     ``mlp`` encoder, the ``actor_critic`` policy, the ``rollout`` storage and a distribution matching the
-    action space (``categorical`` or ``diagonal_gaussian``). A batch is ``num_envs * num_steps`` frames,
-    updated for ``epochs`` passes of ``num_minibatches`` minibatches. Learning-rate and clip annealing are
-    linear in frames over the ``total_frames`` given to :meth:`train`.
+    action space (``categorical``, ``multi_categorical``, ``bernoulli`` or ``diagonal_gaussian``). A batch is
+    ``num_envs * num_steps`` frames, updated for ``epochs`` passes of ``num_minibatches`` minibatches.
+    Learning-rate and clip annealing are linear in frames over the ``total_frames`` given to :meth:`train`.
 
     Args:
         env: a TorchRL env (batched), a registered env name, a gymnasium id or ``{"name": ..., **kwargs}``.
@@ -169,9 +169,7 @@ class PPO:
             return self
         hp = self.hparams
         action_spec = self.env.action_spec
-        default_dist = (
-            "categorical" if isinstance(action_spec, (Categorical, MultiCategorical)) else "diagonal_gaussian"
-        )
+        default_dist = default_distribution(action_spec)
         encoder = self._choices["encoder"] or resolve_component("encoder", "mlp")
         distribution = self._choices["distribution"] or resolve_component("distribution", default_dist)
         policy = self._choices["policy"] or resolve_component("policy", "actor_critic")

@@ -13,6 +13,30 @@ from torchrl.modules import ProbabilisticActor
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 
 
+def default_distribution(action_spec: TensorSpec) -> str:
+    """The registry name of the distribution that fits ``action_spec`` when none is chosen.
+
+    TorchRL's ``Binary`` and ``MultiCategorical`` subclass ``Categorical``, so the most specific spec is tested
+    first: ``bernoulli`` for binary vectors, ``multi_categorical`` for multi-discrete actions, ``categorical``
+    for one discrete action, ``diagonal_gaussian`` for anything continuous.
+
+    Examples:
+        >>> from torchrl.data import Binary, Bounded, Categorical, MultiCategorical
+        >>> specs = Binary(n=3), MultiCategorical([2, 3]), Categorical(4), Bounded(-1, 1, (2,))
+        >>> [default_distribution(s) for s in specs]
+        ['bernoulli', 'multi_categorical', 'categorical', 'diagonal_gaussian']
+    """
+    from torchrl.data import Binary, Categorical, MultiCategorical
+
+    if isinstance(action_spec, Binary):
+        return "bernoulli"
+    if isinstance(action_spec, MultiCategorical):
+        return "multi_categorical"
+    if isinstance(action_spec, Categorical):
+        return "categorical"
+    return "diagonal_gaussian"
+
+
 class DistributionHead(nn.Module):
     """Maps features to distribution parameters and names the distribution class TorchRL samples from.
 
@@ -83,6 +107,9 @@ class DistributionHead(nn.Module):
         raise NotImplementedError
 
     def _refuse(self, action_spec: TensorSpec, shape: tuple[int, ...], needs: str, instead: str) -> None:
+        fitting = default_distribution(action_spec)
+        if fitting != self.registry_name:
+            instead = fitting
         raise SpecMismatchError(
             f"{self._owner()} needs {needs} but the environment's actions are {type(action_spec).__name__} "
             f"of shape {list(shape)} and dtype {action_spec.dtype}; use {instead!r}"

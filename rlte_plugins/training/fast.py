@@ -182,6 +182,15 @@ class FastPPO:
                 f"got {minibatch_size}"
             )
         self.minibatch_size = minibatch_size or self.batch
+        per_epoch = self.batch // self.minibatch_size
+        if per_epoch % grad_accumulation:
+            # rl8's meaning: accumulate over the minibatches of one epoch; a remainder would mix epochs (or, with
+            # the whole rollout as one minibatch, never step the optimiser at all)
+            raise ComponentArgumentError(
+                f"{owner}: grad_accumulation ({grad_accumulation}) must divide the minibatches per epoch "
+                f"({self.batch} / minibatch_size {self.minibatch_size} = {per_epoch}); lower minibatch_size or "
+                "grad_accumulation"
+            )
         self.chunk_size = chunk_size
         self._build_policy(encoder, distribution)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr(0), eps=1e-5)
@@ -190,6 +199,7 @@ class FastPPO:
         self.frames = 0
         self.iterations = 0
         self._shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
+        self._eval_seeds = torch.Generator().manual_seed(self.seed + 10_000)
         obs_shape = self.env.observation_spec["observation"].shape[len(self.env.batch_size) :]
         self.obs_rms = RunningMeanStd(obs_shape, self.device) if normalize_observation else None
         self.ret_rms = RunningMeanStd((), self.device) if scale_rewards else None
@@ -241,13 +251,13 @@ class FastPPO:
         return {"name": "actor_critic", "shared_encoder": False}
 
     def _build_policy(self, encoder: Any, distribution: Any) -> None:
-        from torchrl.data import Categorical
+        from rlte_plugins.distributions.base import default_distribution
 
         encoder = resolve_component(
             "encoder", encoder or {"name": "mlp", "num_cells": [256, 256], "activation": "relu"}
         )
         if distribution is None:
-            distribution = "categorical" if isinstance(self.env.action_spec, Categorical) else "diagonal_gaussian"
+            distribution = default_distribution(self.env.action_spec)
         distribution = resolve_component("distribution", distribution)
         self.policy = resolve_component("policy", self._policy_choice())
         self.policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
@@ -288,7 +298,9 @@ class FastPPO:
         """Run ``horizon`` steps of every env with the current policy into the device-resident buffer."""
         start = time.perf_counter()
         td = self._td
-        with set_exploration_type(ExplorationType.RANDOM), self._autocast():
+        # no autocast here: the stored log-probs are the ratio's denominator and the values feed GAE, both kept in
+        # float32 (under bf16, |V| = 40 came out up to 0.12 off); AMP applies to the update
+        with set_exploration_type(ExplorationType.RANDOM):
             for t in range(self.hp["horizon"]):
                 td = self._normalize(td.exclude("next"), update=True)
                 td = self._chunked(self.actor_forward, td, self._actor_keys)
@@ -372,16 +384,15 @@ class FastPPO:
         def critic(td: TensorDictBase) -> TensorDictBase:
             return self._chunked(self.policy.critic, td, ["state_value"])
 
-        with self._autocast():
-            values = critic(data.select("observation").clone())["state_value"].float()
-            nxt = data.get("next").get("observation")
-            last = critic(TensorDict(observation=nxt[:, -1], batch_size=nxt.shape[:1]))["state_value"].float()
-            next_values = torch.cat([values[:, 1:], last.unsqueeze(1)], dim=1)
-            reset = data.get(("next", "done"))[:, :-1].squeeze(-1)
-            rows, cols = reset.nonzero(as_tuple=True)
-            if rows.numel():
-                fresh = critic(TensorDict(observation=nxt[rows, cols], batch_size=rows.shape))["state_value"].float()
-                next_values[rows, cols] = fresh
+        values = critic(data.select("observation").clone())["state_value"].float()
+        nxt = data.get("next").get("observation")
+        last = critic(TensorDict(observation=nxt[:, -1], batch_size=nxt.shape[:1]))["state_value"].float()
+        next_values = torch.cat([values[:, 1:], last.unsqueeze(1)], dim=1)
+        reset = data.get(("next", "done"))[:, :-1].squeeze(-1)
+        rows, cols = reset.nonzero(as_tuple=True)
+        if rows.numel():
+            fresh = critic(TensorDict(observation=nxt[rows, cols], batch_size=rows.shape))["state_value"].float()
+            next_values[rows, cols] = fresh
         return values, next_values
 
     def _episode_stats(self, data: TensorDictBase) -> dict[str, float]:
@@ -410,21 +421,23 @@ class FastPPO:
         if self.buffer is None:
             raise RuntimeError("algorithm 'fast_ppo': call collect() before step()")
         start = time.perf_counter()
-        lr = float(self.lr(self.frames))
+        # schedules are read where this rollout's collection started (the frames before it), as the ppo agent does
+        at = self.frames - self.batch
+        lr = float(self.lr(at))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.loss_module.entropy_coeff.fill_(float(self.entropy_coef(self.frames)))
+        self.loss_module.entropy_coeff.fill_(float(self.entropy_coef(at)))
         flat = self._samples(self.buffer)
         mb, accumulate = self.minibatch_size // self._sample_length, self.hp["grad_accumulation"]
         rows = flat.shape[0]
         sums = torch.zeros(5, device=self.device)
-        count = 0
+        count = 0  # minibatches of this update, across epochs: the optimiser steps every `accumulate` of them
         epochs_done = 0
         for _ in range(self.hp["epochs"]):
             order = torch.randperm(rows, device=self.device, generator=self._shuffle) if mb < rows else None
             for i in range(rows // mb):
                 batch = flat if order is None else flat[order[i * mb : (i + 1) * mb]]
-                sums += self._update_minibatch(batch, i, accumulate)
+                sums += self._update_minibatch(batch, count, accumulate)
                 count += 1
             epochs_done += 1
             target = self.hp["target_kl"]
@@ -432,6 +445,9 @@ class FastPPO:
                 kl = self._kl(batch)
                 if float(kl) > target:
                     break
+        # accumulation divides an epoch, so nothing is pending here; zeroing still guarantees that no gradient of
+        # this rollout reaches the next update (and that checkpoints never need to carry a partial sum)
+        self.optimizer.zero_grad(set_to_none=not self.hp["cudagraphs"])
         self.iterations += 1
         self.buffer = None
         means = (sums / max(count, 1)).tolist()
@@ -451,6 +467,10 @@ class FastPPO:
         """How the policy runs over update rows (the recurrent variant runs it over sequences)."""
         return contextlib.nullcontext()
 
+    def _trained_part(self, rows: torch.Tensor) -> torch.Tensor:
+        """The part of a minibatch's per-row values that the loss reads (the recurrent variant drops burn-in)."""
+        return rows
+
     def _loss_call(self, piece: TensorDictBase) -> TensorDictBase:
         with self._policy_mode():
             return self._loss(piece)
@@ -469,7 +489,8 @@ class FastPPO:
         every ``accumulate`` minibatches."""
         if self.hp["normalize_advantage"]:  # over the whole minibatch, before it is cut into chunks
             adv = batch.get("advantage")
-            batch = batch.clone(False).set("advantage", (adv - adv.mean()) / adv.std().clamp_min(1e-8))
+            seen = self._trained_part(adv)
+            batch = batch.clone(False).set("advantage", (adv - seen.mean()) / seen.std().clamp_min(1e-8))
         n = batch.shape[0]
         rows_per_chunk = max(1, self.chunk_size // self._sample_length)
         chunk = rows_per_chunk if n % rows_per_chunk == 0 else n
@@ -504,14 +525,23 @@ class FastPPO:
 
     # -- evaluation ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, env: EnvBase | None = None, episodes: int = 16, max_steps: int = 100_000) -> list[float]:
-        """Deterministic returns of ``episodes`` complete episodes (one per env of ``env``, made like the
-        training env with ``episodes`` envs when not given). Needs an env that ends episodes."""
-        env = env or self._make_env_copy(episodes)
+    def evaluate(
+        self, env: EnvBase | None = None, episodes: int = 16, max_steps: int = 100_000, deterministic: bool = True
+    ) -> list[float]:
+        """Returns of ``episodes`` complete episodes, one per env of ``env`` (the mode action when
+        ``deterministic``, sampled otherwise). Without ``env``, one is made like the training env with
+        ``episodes`` envs and a new seed drawn from the algorithm's evaluation generator, so successive
+        evaluations see new start states and a resumed run draws the same ones. Raises if an episode has not
+        ended after ``max_steps`` steps."""
+        positive_int("algorithm 'fast_ppo'", "episodes", episodes)
+        if env is None:
+            seed = int(torch.randint(2**31 - 1, (), generator=self._eval_seeds))
+            env = self._make_env_copy(episodes, seed)
         td = env.reset()
         done_once = torch.zeros(env.batch_size, dtype=torch.bool, device=self.device)
         returns = torch.zeros(env.batch_size, device=self.device)
-        with set_exploration_type(ExplorationType.DETERMINISTIC):
+        mode = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+        with set_exploration_type(mode):
             for _ in range(max_steps):
                 td = self.policy.actor(self._normalize(td.exclude("next"), update=False))
                 step, td = env.step_and_maybe_reset(td)
@@ -522,9 +552,14 @@ class FastPPO:
                 done_once |= ended
                 if bool(done_once.all()):
                     break
+            else:
+                raise RuntimeError(
+                    f"algorithm 'fast_ppo': {int((~done_once).sum())} of {done_once.numel()} evaluation episodes did "
+                    f"not end within max_steps={max_steps}"
+                )
         return returns[:episodes].tolist()
 
-    def _make_env_copy(self, num_envs: int) -> EnvBase:
+    def _make_env_copy(self, num_envs: int, seed: int) -> EnvBase:
         from rlte_plugins.registry import ComponentRef
 
         ref = getattr(self.env, "_rlte_component", None)
@@ -534,7 +569,7 @@ class FastPPO:
             )
         from rlte_plugins.registry import make
 
-        kwargs = {**ref.kwargs, "num_envs": num_envs, "seed": self.seed + 10_000, "device": self.device}
+        kwargs = {**ref.kwargs, "num_envs": num_envs, "seed": seed, "device": self.device}
         return make("env", ref.name, **kwargs)
 
     # -- checkpoint state ---------------------------------------------------------------------------------
@@ -556,6 +591,7 @@ class FastPPO:
             "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
             "discounted": self._discounted,
             "shuffle_rng": self._shuffle.get_state(),
+            "eval_seed_rng": self._eval_seeds.get_state(),
             "rng": rng_state(),
             "env": self.env.env_state(),
             "td": self._td.to_dict(),
@@ -573,6 +609,7 @@ class FastPPO:
                 rms.load_state_dict(state[key])
         self._discounted = state["discounted"].to(self.device)
         self._shuffle.set_state(state["shuffle_rng"])
+        self._eval_seeds.set_state(state["eval_seed_rng"])
         set_rng_state(state["rng"])
         self.env.load_env_state(state["env"])
         self._td = TensorDict(state["td"], batch_size=self.env.batch_size, device=self.device)

@@ -74,10 +74,10 @@ class RecurrentFastPPO(FastPPO):
         self._base_env = self.env
         self.env = TransformedEnv(self.env, Compose(*self.policy.env_transforms()))
 
-    def _make_env_copy(self, num_envs: int) -> Any:
+    def _make_env_copy(self, num_envs: int, seed: int) -> Any:
         trained, self.env = self.env, self._base_env
         try:
-            copy = super()._make_env_copy(num_envs)
+            copy = super()._make_env_copy(num_envs, seed)
         finally:
             self.env = trained
         return TransformedEnv(copy, Compose(*self.policy.env_transforms()))
@@ -93,11 +93,10 @@ class RecurrentFastPPO(FastPPO):
 
     def _values(self, data: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         # the critic shares the recurrent trunk: each step from the state stored with it (no recurrent mode)
-        with self._autocast():
-            values = self.policy.critic(data.clone().exclude("next"))["state_value"].float()
-            nxt = data.get("next").clone()
-            # the state after step t is ("next", state) of step t: what the cell consumed at t + 1
-            next_values = self.policy.critic(nxt)["state_value"].float()
+        values = self.policy.critic(data.clone().exclude("next"))["state_value"].float()
+        nxt = data.get("next").clone()
+        # the state after step t is ("next", state) of step t: what the cell consumed at t + 1
+        next_values = self.policy.critic(nxt)["state_value"].float()
         return values, next_values
 
     def _samples(self, buffer: TensorDictBase) -> TensorDictBase:
@@ -109,6 +108,10 @@ class RecurrentFastPPO(FastPPO):
         init[:, 0] = True
         seqs.set("is_init", init)
         return seqs
+
+    def _trained_part(self, rows: torch.Tensor) -> torch.Tensor:
+        # burn-in steps only warm the state up: advantages are normalised over the steps the loss sees
+        return rows[:, self.burn_in :]
 
     def _policy_mode(self) -> contextlib.AbstractContextManager[Any]:
         return set_recurrent_mode(True)

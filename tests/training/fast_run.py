@@ -1,11 +1,12 @@
 """A small FastPPO run for the resume tests: ``python fast_run.py DIR ITERATIONS [--resume]``.
 
 Checkpoints after every iteration to ``DIR/ckpt.pt``, prints each finished iteration, and at the end saves the
-policy parameters to ``DIR/final.pt``.
+policy parameters to ``DIR/final.pt``. ``ITERATIONS`` 0 runs until the process is killed.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def main() -> None:
     if "--resume" in sys.argv:
         trainer.resume(str(ckpt))
     trainer.run(
-        [HitsUpperBound("iteration", iterations)],
+        [HitsUpperBound("iteration", iterations if iterations > 0 else math.inf)],
         checkpoint_every=1,
         checkpoint_path=str(ckpt),
         log=lambda s: print(f"iteration {s['iteration']}", flush=True),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlte_plugins.errors import CheckpointError, ComponentArgumentError
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError, SpecMismatchError
 from rlte_plugins.training.conditions import (
     And,
     FrameBudget,
@@ -49,11 +49,11 @@ def _run(tmp: Path, iterations: int, *extra: str) -> subprocess.Popen:
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_parameters(tmp_path):
-    total = 8
+    total = 12
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     straight.mkdir(), killed.mkdir()
     assert _run(straight, total).wait(timeout=300) == 0
-    proc = _run(killed, total)
+    proc = _run(killed, 0)  # runs until killed: the kill cannot miss a process that already finished
     for line in proc.stdout:  # kill it part-way, once a few checkpoints exist
         if line.strip() == "iteration 3":
             proc.send_signal(signal.SIGKILL)
@@ -64,8 +64,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_parameters(tmp_path):
     resumed = _run(killed, total, "--resume")
     lines = resumed.communicate(timeout=300)[0].split()
     assert resumed.returncode == 0
-    # it continued from the last complete checkpoint (iteration 2 or 3, depending on where the kill landed)
-    assert int(lines[1]) in (3, 4)
+    # it continued from the last complete checkpoint: iteration 2 at the earliest (the kill may land between the
+    # line of iteration 3 and its checkpoint), before the straight run's end
+    assert 3 <= int(lines[1]) <= total
     a = torch.load(straight / "final.pt", weights_only=True)
     b = torch.load(killed / "final.pt", weights_only=True)
     assert a.keys() == b.keys()
@@ -82,33 +83,147 @@ def test_checkpoint_is_weights_only_loadable_and_checked(tmp_path):
     with pytest.raises(CheckpointError, match="corrupt"):
         trainer.resume(str(tmp_path / "bad.pt"))
     other = FastTrainer(FastPPO("torch_cartpole", num_envs=4, horizon=8, encoder={"name": "mlp", "num_cells": [8]}))
-    with pytest.raises(Exception, match="num_envs"):
+    with pytest.raises(SpecMismatchError, match="a different num_envs"):
         other.resume(str(tmp_path / "c.pt"))
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"amp": "bf16"},
-        {"grad_accumulation": 2, "minibatch_size": 64},
-        {"target_kl": 1e-9, "epochs": 4},
-        {"clip_value": 0.2, "normalize_observation": True, "scale_rewards": False},
-        {"entropy_coef": "linear(0.1, 0.0, 512)", "lr": "linear(1e-3, 0.0, 512)"},
-    ],
-    ids=["bf16", "grad-accumulation", "target-kl", "value-clip-obs-norm", "schedules"],
-)
-def test_options_run_and_report(options):
-    algo = FastPPO("torch_cartpole", num_envs=16, horizon=16, encoder={"name": "mlp", "num_cells": [16]}, **options)
+def _small(**options):
+    options = {"num_envs": 16, "horizon": 16, "encoder": {"name": "mlp", "num_cells": [16]}, **options}
+    return FastPPO("torch_cartpole", **options)
+
+
+def _adam_steps(algo):
+    return {int(v["step"]) for v in algo.optimizer.state_dict()["state"].values()}
+
+
+def test_grad_accumulation_steps_once_per_group_of_minibatches_across_epochs():
+    # 16 x 16 = 256 samples in minibatches of 64: 4 per epoch, 2 per optimiser step, 3 epochs -> 6 steps
+    algo = _small(grad_accumulation=2, minibatch_size=64, epochs=3)
     before = [p.detach().clone() for p in algo.policy.parameters()]
     algo.collect()
-    stats = algo.step()
-    assert all(math.isfinite(v) for v in stats.values())
+    algo.step()
+    assert _adam_steps(algo) == {6}
     assert any(not torch.equal(a, b) for a, b in zip(before, algo.policy.parameters(), strict=True))
-    if "target_kl" in options:
-        # the KL of the updated policy is measured after each epoch: past the target after the first one
-        assert stats["epochs"] == 1
-    if "lr" in options:  # schedules are read at the frames collected so far: 256 of 512
-        assert stats["lr"] == pytest.approx(5e-4) and stats["entropy_coef"] == pytest.approx(0.05)
+    # nothing of this rollout's gradient is left for the next update
+    assert all(p.grad is None or not p.grad.any() for p in algo.policy.parameters())
+
+
+def test_grad_accumulation_equals_one_step_over_the_accumulated_minibatches():
+    # the same shuffle cuts 256 samples into 64-sample minibatches accumulated in pairs, or into 128-sample ones:
+    # without per-minibatch advantage normalisation both give the same gradient, so the same parameters
+    trained = []
+    for options in ({"grad_accumulation": 2, "minibatch_size": 64}, {"minibatch_size": 128}):
+        algo = _small(normalize_advantage=False, epochs=2, seed=5, **options)
+        algo.collect()
+        algo.step()
+        trained.append(algo)
+    assert _adam_steps(trained[0]) == _adam_steps(trained[1]) == {4}
+    for a, b in zip(trained[0].policy.parameters(), trained[1].policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_accumulation_must_divide_the_minibatches_of_an_epoch():
+    with pytest.raises(ComponentArgumentError, match=r"grad_accumulation \(2\) must divide .* = 1\)"):
+        _small(grad_accumulation=2)  # the whole rollout is one minibatch: nothing to accumulate over
+    with pytest.raises(ComponentArgumentError, match=r"grad_accumulation \(3\) must divide .* = 4\)"):
+        _small(grad_accumulation=3, minibatch_size=64)
+
+
+def test_schedules_are_read_where_the_rollout_started():
+    # 256-frame rollouts on a 512-frame schedule: the first update at frame 0, the second at frame 256
+    algo = _small(entropy_coef="linear(0.1, 0.0, 512)", lr="linear(1e-3, 0.0, 512)")
+    seen = []
+    for _ in range(2):
+        algo.collect()
+        stats = algo.step()
+        seen.append((stats["lr"], stats["entropy_coef"], algo.optimizer.param_groups[0]["lr"]))
+    assert seen == [pytest.approx((1e-3, 0.1, 1e-3)), pytest.approx((5e-4, 0.05, 5e-4))]
+
+
+def test_bf16_amp_keeps_the_rollout_in_float32_and_runs_the_update_in_bf16():
+    from tensordict import TensorDict
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    runs = {}
+    for amp in (None, "bf16"):
+        algo = _small(amp=amp, seed=4)
+        algo.collect()
+        runs[amp] = algo
+    buf, ref = runs["bf16"].buffer, runs[None].buffer
+    # the rollout's log-probs (the ratio's denominator) and GAE's values come from float32 passes
+    assert buf["action_log_prob"].dtype == buf["state_value"].dtype == torch.float32
+    assert torch.equal(buf["action_log_prob"], ref["action_log_prob"])
+    assert torch.equal(buf["state_value"], ref["state_value"]) and torch.equal(buf["advantage"], ref["advantage"])
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        obs = buf["observation"][:4, 0]
+        fp32 = runs["bf16"].policy.actor.get_dist(TensorDict(observation=obs, batch_size=[4]))
+        assert torch.allclose(fp32.log_prob(buf["action"][:4, 0]), buf["action_log_prob"][:4, 0], atol=1e-6)
+    for algo in runs.values():
+        algo.step()
+    # the update itself ran under bf16 autocast: close to the float32 update, not equal to it
+    diffs = [(a - b).abs().max().item() for a, b in zip(runs["bf16"].policy.parameters(),
+                                                        runs[None].policy.parameters(), strict=True)]  # fmt: skip
+    assert 0 < max(diffs) < 1e-2
+
+
+def test_value_clipping_is_applied_to_the_critic_loss():
+    algo = _small(clip_value=1e-3, normalize_advantage=False)
+    algo.collect()
+    batch = algo._samples(algo.buffer)
+    # a critic update that moved every value away from the stored ones: clipping caps the change at 1e-3
+    moved = batch.clone().set("state_value", batch["state_value"] + 5.0)
+    clipped = algo.loss_module(moved)["loss_critic"]
+    algo.loss_module.clip_value = None
+    unclipped = algo.loss_module(moved)["loss_critic"]
+    assert not torch.allclose(clipped, unclipped)
+
+
+def test_observation_normalisation_feeds_the_policy_normalised_observations():
+    algo = _small(normalize_observation=True, scale_rewards=False, horizon=64)
+    assert algo.ret_rms is None
+    algo.collect()
+    stored = algo.buffer["observation"].reshape(-1, 4)
+    assert float(algo.obs_rms.count) == pytest.approx(16 * 64, abs=1e-3)  # every observation the policy saw
+    # what the policy saw (and the update reads) is standardised per dimension; raw CartPole states are not
+    # (positions and angles have standard deviations of about 0.05-0.5)
+    assert stored.mean(0).abs().max() < 0.3 and ((stored.std(0) - 1).abs() < 0.3).all()
+    plain = _small(horizon=64)
+    plain.collect()
+    assert ((plain.buffer["observation"].reshape(-1, 4).std(0) - 1).abs() > 0.3).any()
+
+
+def test_target_kl_stops_the_epochs():
+    algo = _small(target_kl=1e-9, epochs=4)
+    algo.collect()
+    # the KL of the updated policy is measured after each epoch: past the target after the first one
+    assert algo.step()["epochs"] == 1
+
+
+def test_evaluation_honours_the_flag_draws_new_start_states_and_raises_at_the_cap():
+    from torchrl.envs.utils import ExplorationType, exploration_type
+
+    import rlte_plugins
+
+    agent = rlte_plugins.make("agent", "fast_ppo", env="torch_cartpole", num_envs=8, horizon=8)
+    agent.set(encoder={"name": "mlp", "num_cells": [8]}).build()
+    algo = agent.trainer.algorithm
+    modes = []
+    algo.policy.actor.register_forward_pre_hook(lambda *_: modes.append(exploration_type()))
+    agent.evaluate(episodes=2, deterministic=False)
+    assert set(modes) == {ExplorationType.RANDOM}
+    modes.clear()
+    agent.evaluate(episodes=2)
+    assert set(modes) == {ExplorationType.DETERMINISTIC}
+    # each evaluation starts from new states, drawn reproducibly: a copy restored from the state continues alike
+    state = algo.state_dict()
+    first, second = algo.evaluate(episodes=8), algo.evaluate(episodes=8)
+    assert first != second
+    copy = _small(num_envs=8, horizon=8, encoder={"name": "mlp", "num_cells": [8]})
+    copy.load_state_dict(state)
+    assert copy.evaluate(episodes=8) == first
+    never_ends = FastPPO("dummy_discrete", num_envs=4, horizon=8, encoder={"name": "mlp", "num_cells": [8]})
+    with pytest.raises(RuntimeError, match="4 of 4 evaluation episodes did not end within max_steps=50"):
+        never_ends.evaluate(episodes=4, max_steps=50)
 
 
 def test_bad_arguments_are_refused():
@@ -134,7 +249,9 @@ def test_rl8_dummy_task_trains_towards_zero():
     for _ in range(30):
         last = algo.collect()["rewards/mean"]
         algo.step()
-    assert last > first + 5  # the state is pushed back towards 0: rewards -|state| rise
+    # the state is pushed back towards 0: rewards -|state| rise (trained runs gain 49-52 here; untrained ones
+    # drift by a few units)
+    assert last > first + 35
 
 
 def test_stop_conditions():
@@ -220,23 +337,48 @@ def test_recurrent_sequences_replay_the_collected_log_probs_exactly(cell, length
     assert torch.allclose(replayed, seqs["action_log_prob"], atol=1e-5)
 
 
-def test_recurrent_fast_ppo_trains_with_burn_in_and_refuses_bad_sequences():
+def _recurrent(seed, **options):
     from rlte_plugins.training.fast_recurrent import RecurrentFastPPO
 
-    algo = RecurrentFastPPO("torch_cartpole", num_envs=16, horizon=32, sequence_length=16, burn_in=4,
-                            hidden_size=32, encoder={"name": "mlp", "num_cells": [32]}, lr=3e-3, gamma=0.99,
-                            minibatch_size=128, seed=0)  # fmt: skip
-    first = algo.collect()["returns/mean"]
-    algo.step()
-    for _ in range(25):
-        algo.collect()
-        algo.step()
-    returns = algo.evaluate(episodes=8)  # deterministic, each from a fresh episode with a fresh state
-    assert sum(returns) / len(returns) > first + 15
+    options = {**dict(num_envs=16, horizon=32, sequence_length=16, burn_in=4, hidden_size=32, lr=3e-3, gamma=0.99,
+                      encoder={"name": "mlp", "num_cells": [32]}, minibatch_size=128, seed=seed), **options}  # fmt: skip
+    return RecurrentFastPPO("torch_cartpole", **options)
+
+
+def test_recurrent_fast_ppo_learns_cartpole_with_burn_in():
+    torch.set_num_threads(1)
+    scores = []
+    for seed in range(3):
+        algo = _recurrent(seed)
+        for _ in range(26):
+            algo.collect()
+            algo.step()
+        returns = algo.evaluate(episodes=8)  # deterministic, each from a fresh episode with a fresh state
+        scores.append(sum(returns) / len(returns))
+    # untrained policies score 9-26 here; after these 13k frames seeds 0-5 scored 155, 409, 268, 500, 221 and 228
+    # (1 thread): neither bar can be passed by an untrained or barely trained policy
+    assert sorted(scores)[1] >= 150 and min(scores) >= 100, scores
+
+
+def test_recurrent_fast_ppo_refuses_bad_sequences():
+    from rlte_plugins.training.fast_recurrent import RecurrentFastPPO
+
     with pytest.raises(ComponentArgumentError, match="sequence_length must divide"):
         RecurrentFastPPO("torch_cartpole", num_envs=4, horizon=16, sequence_length=5)
     with pytest.raises(ComponentArgumentError, match="burn_in"):
         RecurrentFastPPO("torch_cartpole", num_envs=4, horizon=16, sequence_length=4, burn_in=4)
+
+
+def test_recurrent_advantages_are_normalised_over_the_steps_the_loss_sees():
+    algo = _recurrent(0, burn_in=6, minibatch_size=None, epochs=1)
+    seen = []
+    loss = algo._loss
+    algo._loss = lambda piece: seen.append(piece["advantage"].clone()) or loss(piece)
+    algo.collect()
+    algo.step()
+    (adv,) = seen  # one minibatch (the whole rollout) in one chunk
+    assert adv.shape[1] == 16 - 6  # the burn-in steps are cut off before the loss
+    assert abs(float(adv.mean())) < 1e-5 and float(adv.std()) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_native_stepping_matches_torchrl_semantics():
@@ -305,38 +447,68 @@ def test_action_masks_on_the_fast_path():
         assert math.isfinite(stats["losses/total"])
 
 
-def test_update_through_the_cuda_graph_wrapper_matches_eager():
-    """The function ``cudagraphs=True`` captures (a chunk's loss and backward) gives the eager update's parameters
-    when run through tensordict's ``CudaGraphModule``. Without CUDA the wrapper runs it eagerly, so this checks
-    what is wrapped and how gradients accumulate, not the capture itself."""
-    import warnings
-
-    kwargs = dict(num_envs=32, horizon=16, encoder={"name": "mlp", "num_cells": [16]}, chunk_size=128, seed=3)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cudagraphs_option_matches_the_eager_update():
+    """``cudagraphs=True`` (each chunk's loss and backward captured and replayed) trains the same parameters as
+    the eager update on the same device."""
+    kwargs = dict(num_envs=32, horizon=16, encoder={"name": "mlp", "num_cells": [16]}, chunk_size=128, seed=3,
+                  device="cuda", minibatch_size=256)  # fmt: skip
     trained = []
-    for wrap in (False, True):  # one after the other: each seeds the global generator its actions come from
-        algo = FastPPO("torch_cartpole", **kwargs)
-        if wrap:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "instantiated on a machine without CUDA"
-                algo._chunk_gradient = algo._capture(algo._loss_and_gradient)
-        for _ in range(2):
+    for cudagraphs in (False, True):  # one after the other: each seeds the generator its actions come from
+        algo = FastPPO("torch_cartpole", cudagraphs=cudagraphs, **kwargs)
+        for _ in range(3):  # past the wrapper's warm-up calls, into replays
             algo.collect()
             stats = algo.step()
         assert all(math.isfinite(v) for v in stats.values())
         trained.append(algo)
     for a, b in zip(trained[0].policy.parameters(), trained[1].policy.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+_PAGE_FAULTS = """
+import resource, sys, torch
+if sys.argv[1] == "retain":
+    from rlte_plugins.training.allocator import retain_freed_memory
+    assert retain_freed_memory()
+def activations():  # eight 4 MiB tensors made and freed, as a forward and backward pass does
+    acts = [torch.empty(2**20).fill_(1.0) for _ in range(8)]
+    del acts
+activations()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    activations()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _glibc() -> bool:
+    import os
+
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 def test_retain_freed_memory_checks_its_thresholds():
-    import platform
-
     from rlte_plugins.training.allocator import MAX_MMAP_THRESHOLD, retain_freed_memory
 
     with pytest.raises(ValueError, match="mmap_threshold"):
         retain_freed_memory(mmap_threshold=MAX_MMAP_THRESHOLD + 1)
     with pytest.raises(ValueError, match="trim_threshold"):
         retain_freed_memory(trim_threshold=0)
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert retain_freed_memory(mmap_threshold=16 * 1024 * 1024) is glibc
-    assert retain_freed_memory() is glibc  # back to the defaults the fast path uses
+    # the C library's own answer (confstr), not the platform check the module makes
+    assert retain_freed_memory(mmap_threshold=16 * 1024 * 1024) is _glibc()
+    assert retain_freed_memory() is _glibc()  # back to the defaults the fast path uses
+
+
+@pytest.mark.skipif(not _glibc(), reason="the setting exists only under glibc")
+def test_retained_memory_is_reused_without_page_faults():
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    # glibc's defaults hand the freed activations back to the kernel and fault them in again (about 17,000
+    # minor faults here); retained, they are reused warm (about 1,000)
+    plain, retained = faults("plain"), faults("retain")
+    assert retained * 4 < plain, (retained, plain)
