@@ -8,10 +8,11 @@ where dict observations needed their own buffer).
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import Sampler
 
@@ -26,8 +27,12 @@ class ReplayStorage:
     Args:
         capacity: transitions kept (oldest overwritten first).
         batch_size: default size of :meth:`sample`.
-        device: where the buffer lives (default: the agent's device, else CPU).
-        memmap: memory-mapped storage under ``scratch_dir`` (a temporary directory when ``None``).
+        device: where :meth:`sample` delivers batches and, without ``memmap``, where the buffer lives (default:
+            the agent's device, else CPU).
+        memmap: keep the transitions in one file per entry under ``scratch_dir``, read through host memory
+            (TorchRL maps files on the CPU only); sampled batches are then moved to ``device``.
+        scratch_dir: directory of the memmap files, kept after the run; ``None``: a new temporary directory,
+            deleted with the storage.
         seed: seeds the sampler's generator (sampling is then reproducible).
 
     Examples:
@@ -60,7 +65,10 @@ class ReplayStorage:
 
     def _storage(self, device: Any) -> Any:
         if self.memmap:
-            return LazyMemmapStorage(self.capacity, scratch_dir=self.scratch_dir, device=device)
+            # without a directory TorchRL maps anonymous memory: the buffer would sit in RAM, not on disk
+            temporary = self.scratch_dir is None
+            scratch_dir = tempfile.mkdtemp(prefix="rlte-replay-") if temporary else self.scratch_dir
+            return LazyMemmapStorage(self.capacity, scratch_dir=scratch_dir, device=device, auto_cleanup=temporary)
         return LazyTensorStorage(self.capacity, device=device)
 
     def _generator(self) -> torch.Generator | None:
@@ -75,7 +83,9 @@ class ReplayStorage:
         )
 
     def build(self, device: str | torch.device | None = None) -> ReplayStorage:
-        self.buffer = self._make_buffer(self.device or device or "cpu")
+        self._device = torch.device(self.device or device or "cpu")
+        # TorchRL refuses memory maps off the CPU: the files are read on the host, batches moved in sample()
+        self.buffer = self._make_buffer(torch.device("cpu") if self.memmap else self._device)
         return self
 
     def _require(self) -> TensorDictReplayBuffer:
@@ -83,16 +93,22 @@ class ReplayStorage:
             raise RuntimeError(f"{self._owner()} is not built: call .build() first")
         return self.buffer
 
+    def _extend(self, flat: TensorDictBase) -> None:
+        # TorchRL writes a batch longer than the capacity to repeated slots, and torch leaves the winner of repeated
+        # index writes undefined: stored transitions mixed fields of different steps. Only the newest ones stay.
+        self._require().extend(flat[-self.capacity :])
+
     def add(self, batch: TensorDictBase) -> None:
         """Store a batch of transitions (any batch shape; flattened)."""
-        self._require().extend(batch.reshape(-1))
+        self._extend(batch.reshape(-1))
 
     def sample(self, batch_size: int | None = None) -> TensorDictBase:
         """A batch drawn uniformly (with replacement) from what is stored."""
         buffer = self._require()
         if len(buffer) == 0:
             raise RuntimeError(f"{self._owner()} is empty: add transitions before sampling")
-        return buffer.sample(batch_size or self.batch_size)
+        batch = buffer.sample(batch_size or self.batch_size)
+        return batch.to(self._device) if self.memmap else batch
 
     def __len__(self) -> int:
         return 0 if self.buffer is None else len(self.buffer)
@@ -101,7 +117,13 @@ class ReplayStorage:
         return self._require().state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._require().load_state_dict(state)
+        buffer = self._require()
+        stored = state["_storage"]
+        if self.memmap and not buffer.storage.initialized and stored["initialized"]:
+            # TorchRL loads into an empty memmap storage as anonymous memory (nothing in scratch_dir): writing one
+            # transition first creates the files, which the load then fills
+            buffer.storage.set(0, TensorDict().load_state_dict(stored["_storage"], strict=False)[0])
+        buffer.load_state_dict(state)
 
 
 class DictReplayStorage(ReplayStorage):
@@ -113,8 +135,10 @@ class DictReplayStorage(ReplayStorage):
 class NStepReplayStorage(ReplayStorage):
     """Replay of n-step transitions: ``("next", "reward")`` becomes ``sum_k gamma^k r_{t+k}`` over up to ``n``
     steps of the *same* env, stopping at the end of an episode; ``("next", obs)`` is the observation reached,
+    ``("next", "done" / "terminated" / "truncated")`` the end flags of the window's last step,
     ``steps_to_next_obs`` how many steps that took and ``gamma`` the matching discount ``gamma**steps``
-    (TorchRL's value estimators read these). The original reward is kept as ``("next", "original_reward")``.
+    (TorchRL's value estimators read these: no bootstrap after a termination, ``gamma**steps`` times the value of
+    the truncated observation after a truncation). The original reward is kept as ``("next", "original_reward")``.
 
     Built on TorchRL's ``MultiStepTransform``: add data as ``[num_envs, T]`` (the collector's layout; time
     last); the last ``n`` steps of each env are held back until the following add completes them.
@@ -153,8 +177,11 @@ class NStepReplayStorage(ReplayStorage):
     def _make_buffer(self, device: Any) -> TensorDictReplayBuffer:
         from torchrl.envs.transforms import MultiStepTransform
 
-        # applied here, before the buffer, so that what is stored is flat transitions
-        self._multistep = MultiStepTransform(n_steps=self.n, gamma=self.gamma)
+        # applied here, before the buffer, so that what is stored is flat transitions. With its default done_keys
+        # the transform leaves the end flags at step t while moving ("next", obs) to the window's end, so the n-1
+        # steps before a termination would bootstrap from the terminal observation; with none listed, the flags
+        # move with the observation (the windows are still cut at "done", read before the move).
+        self._multistep = MultiStepTransform(n_steps=self.n, gamma=self.gamma, done_keys=[])
         return super()._make_buffer(device)
 
     def add(self, batch: TensorDictBase) -> None:
@@ -164,10 +191,10 @@ class NStepReplayStorage(ReplayStorage):
                 f"{self._owner()} needs data shaped [num_envs, T] or [T] (time last), got batch size "
                 f"{list(batch.batch_size)}"
             )
-        buffer = self._require()
+        self._require()
         done = self._multistep.inv(batch)
         if done is not None and done.numel():
-            buffer.extend(done.reshape(-1))
+            self._extend(done.reshape(-1))
 
 
 class SumTreeSampler(Sampler):
@@ -303,6 +330,7 @@ class PrioritizedReplayStorage(ReplayStorage):
         self.steps = 0
 
     def _make_buffer(self, device: Any) -> TensorDictReplayBuffer:
+        # on the storage's device: its indices address the storage
         self.sampler = SumTreeSampler(self.capacity, self.alpha, self.beta(0), self.eps, device=device)
         return TensorDictReplayBuffer(
             storage=self._storage(device),

@@ -61,6 +61,96 @@ def test_nstep_targets_match_hand_computed_returns_per_env():
     assert seen == 2 * (8 - n)
 
 
+def value_net(fn):
+    from tensordict.nn import TensorDictModule
+
+    return TensorDictModule(fn, in_keys=["observation"], out_keys=["state_value"])
+
+
+def td0_targets(batch, gamma, fn):
+    """TorchRL's TD(0) target on stored/sampled n-step transitions (it reads steps_to_next_obs for gamma**k)."""
+    from torchrl.objectives.value import TD0Estimator
+
+    return TD0Estimator(gamma=gamma, value_network=value_net(fn))(batch.clone())["value_target"].flatten()
+
+
+def test_nstep_does_not_bootstrap_through_a_termination_inside_the_window():
+    # the review's case: one episode of rewards 1, 2, 4 ending in a termination, n = 3, gamma = 0.5, V = 10
+    rb = rlte_plugins.make("storage", "nstep_replay", n=3, gamma=0.5, capacity=10).build()
+    rb.add(transitions([[1, 2, 4, 0, 0, 0]], [[0, 0, 1, 0, 0, 0]]))
+    targets = td0_targets(rb.buffer[:], 0.5, lambda obs: torch.full_like(obs, 10.0))
+    # 1 + .5*2 + .25*4, 2 + .5*4, 4 (TorchRL's flags at step t gave 4.25, 6.5, 4.0)
+    assert targets.tolist() == [3.0, 4.0, 4.0]
+
+
+def ended_rollout(terminated, truncated):
+    """[num_envs, T] transitions, observation env*1000 + t; an episode's last next observation is env*1000 + 500 + t
+    (not the observation the env resets to), so bootstrapping from the wrong observation shows in the targets."""
+    term = torch.as_tensor(terminated, dtype=torch.bool)
+    trunc = torch.as_tensor(truncated, dtype=torch.bool)
+    b, t = term.shape
+    obs = torch.arange(t).expand(b, t) + torch.arange(b).unsqueeze(-1) * 1000.0
+    reward = torch.randn(b, t, generator=torch.Generator().manual_seed(0))
+    next_obs = torch.where(term | trunc, obs + 500, obs + 1)
+    nxt = TensorDict(observation=next_obs.unsqueeze(-1), reward=reward.unsqueeze(-1), done=(term | trunc).unsqueeze(-1),
+                     terminated=term.unsqueeze(-1), truncated=trunc.unsqueeze(-1), batch_size=[b, t])  # fmt: skip
+    return TensorDict(observation=obs.unsqueeze(-1), next=nxt, batch_size=[b, t])
+
+
+def nstep_td0_reference(data, env, t, n, gamma, value):
+    """sum_k gamma^k r_{t+k} up to n steps or the episode's end; + gamma^k V(next obs) unless it terminated."""
+    nxt = data["next"][env]
+    target, k = 0.0, 0
+    while True:
+        step = nxt[t + k]
+        target += gamma**k * step["reward"].item()
+        k += 1
+        if step["terminated"].item():
+            return target
+        if step["truncated"].item() or k == n:
+            return target + gamma**k * value(step["observation"]).item()
+
+
+def test_nstep_td0_targets_with_terminations_and_truncations_in_batched_rollouts_across_adds():
+    n, gamma = 3, 0.9
+
+    def value(obs):
+        return 0.01 * obs + 1.0
+
+    # three envs, 14 steps added in chunks of 4, 1, 6, 3: windows cross every add
+    terminated = [
+        [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],  # t=9 ends the window of t=7 at its last step
+        [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0],  # termination in a one-step add; one right after a truncation
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1],  # no end before t=12: plain n-step bootstraps
+    ]
+    truncated = [
+        [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ]
+    data = ended_rollout(terminated, truncated)
+    rb = rlte_plugins.make("storage", "nstep_replay", n=n, gamma=gamma, capacity=100, batch_size=64, seed=0).build()
+    start = 0
+    for size in (4, 1, 6, 3):
+        rb.add(data[:, start : start + size])
+        start += size
+    stored = rb.buffer[:]
+    assert stored.shape[0] == 3 * (14 - n)  # the last n steps of each env wait for a later add
+
+    def check(batch):
+        targets = td0_targets(batch, gamma, value)
+        for item, target in zip(batch.unbind(0), targets.tolist(), strict=True):
+            env, t = divmod(int(item["observation"].item()), 1000)
+            assert target == pytest.approx(nstep_td0_reference(data, env, t, n, gamma, value), rel=1e-5), (env, t)
+            # the end flags are those of the window's last step, the step whose next observation is stored
+            last = t + int(item["steps_to_next_obs"]) - 1
+            for key in ("done", "terminated", "truncated", "observation"):
+                assert torch.equal(item["next", key], data["next", key][env, last]), (env, t, key)
+
+    check(stored)
+    check(rb.sample())
+
+
 def test_nstep_refuses_flat_data():
     rb = rlte_plugins.make("storage", "nstep_replay").build()
     with pytest.raises(ComponentArgumentError, match="num_envs, T"):
@@ -154,6 +244,75 @@ def test_her_relabels_within_the_episode_and_recomputes_rewards(strategy):
         assert (batch["next", "reward"] == 0).any()
 
 
+def her_chunk(t0, steps=6, num_envs=2, done_at=8):
+    """Steps t0.. of every env, one episode per env ending at ``done_at``; the achieved goal encodes its origin:
+    (env * 100 + t, env * 100 + t)."""
+    t = torch.arange(t0, t0 + steps)
+    achieved = (torch.arange(num_envs)[:, None] * 100 + t).float().unsqueeze(-1).expand(num_envs, steps, 2)
+    done = (t == done_at).expand(num_envs, steps).unsqueeze(-1)
+    goal = torch.full((num_envs, steps, 2), -1.0)
+    nxt = TensorDict(achieved_goal=achieved, desired_goal=goal, reward=-torch.ones(num_envs, steps, 1), done=done,
+                     terminated=done, truncated=torch.zeros_like(done), batch_size=[num_envs, steps])  # fmt: skip
+    return TensorDict(desired_goal=goal, env=torch.arange(num_envs)[:, None].expand(num_envs, steps),
+                      step=t.expand(num_envs, steps), next=nxt, batch_size=[num_envs, steps])  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["future", "final", "episode"])
+def test_her_goals_stay_in_the_env_and_episode_when_episodes_cross_adds(strategy):
+    # what TorchRL's HERReplayBuffer gets wrong on flattened [num_envs, T] batches (see her.py)
+    rb = rlte_plugins.make("storage", "her_replay", capacity=100, batch_size=2000, strategy=strategy,
+                           relabel_prob=1.0, seed=0).build(num_envs=2)  # fmt: skip
+    rb.add(her_chunk(0))
+    rb.add(her_chunk(6))  # the first episodes (steps 0-8) end in this add; the second ones are still running
+    batch = rb.sample()
+    source = batch["desired_goal"][:, 0].long()
+    source_env, source_t = source // 100, source % 100
+    t = batch["step"]
+    assert torch.equal(source_env, batch["env"])
+    assert torch.equal(source_t <= 8, t <= 8)  # the same episode
+    if strategy == "future":
+        assert (source_t >= t).all()
+    if strategy == "final":
+        assert torch.equal(source_t, torch.where(t <= 8, 8, 11))  # a running episode: its latest step
+
+
+def test_her_seed_fixes_the_transitions_and_the_relabelled_goals():
+    batches = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        rb = rlte_plugins.make("storage", "her_replay", capacity=100, batch_size=64, seed=0).build(num_envs=2)
+        rb.add(her_chunk(0))
+        rb.add(her_chunk(6))
+        batches.append(rb.sample())
+    assert (batches[0] == batches[1]).all()
+
+
+def test_torchrl_her_still_lacks_what_her_replay_needs():
+    """her.py keeps its own HER for these two TorchRL 0.14.1 behaviours: when this fails, revisit its docstring."""
+    from torchrl.data import HERReplayBuffer, LazyTensorStorage
+
+    def reward_fn(td):
+        return -((td["next", "achieved_goal"] - td["desired_goal"]).norm(dim=-1, keepdim=True) > 0.05).float()
+
+    def make(ndim):
+        generator = torch.Generator().manual_seed(0)
+        return HERReplayBuffer(reward_fn, storage=LazyTensorStorage(100, ndim=ndim), batch_size=64,
+                               achieved_goal_key=("next", "achieved_goal"), generator=generator)  # fmt: skip
+
+    rb = make(ndim=2)
+    rb.extend(her_chunk(0))
+    with pytest.raises(NotImplementedError, match="1D"):
+        rb.sample()
+    batches = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        rb = make(ndim=1)
+        rb.extend(her_chunk(0, steps=12)[0])
+        batches.append(rb.sample())
+    assert torch.equal(batches[0]["step"], batches[1]["step"])  # the buffer's generator draws the transitions
+    assert not torch.equal(batches[0]["desired_goal"], batches[1]["desired_goal"])  # the global RNG, the goals
+
+
 def test_her_checks_its_input():
     rb = rlte_plugins.make("storage", "her_replay").build(num_envs=2)
     with pytest.raises(SpecMismatchError, match="2 envs"):
@@ -178,3 +337,17 @@ def test_uniform_replay_wraps_and_samples_reproducibly(tmp_path):
     assert len(filled(3, memmap=True)) == 10
     with pytest.raises(RuntimeError, match="empty"):
         rlte_plugins.make("storage", "dict_replay").build().sample()
+
+
+@pytest.mark.parametrize("memmap", [False, True])
+def test_replay_keeps_each_transition_whole_when_one_add_exceeds_the_capacity(tmp_path, memmap):
+    # TorchRL alone wrote the 200 steps to 10 slots with repeated indices: on 2 threads 16 of 20 buffers held
+    # frames of other steps than their "x"
+    for rep in range(20):
+        rb = rlte_plugins.make("storage", "replay", capacity=10, memmap=memmap,
+                               scratch_dir=str(tmp_path / str(rep)) if memmap else None).build()  # fmt: skip
+        frames = torch.arange(200, dtype=torch.int32)[:, None, None].expand(200, 48, 16)
+        rb.add(TensorDict(x=torch.arange(200), frames=frames, batch_size=[200]))
+        stored = rb.buffer[:]
+        assert sorted(stored["x"].tolist()) == list(range(190, 200))
+        assert torch.equal(stored["frames"], stored["x"].int()[:, None, None].expand(10, 48, 16))
