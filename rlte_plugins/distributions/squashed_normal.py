@@ -26,10 +26,22 @@ def _log_one_minus_tanh_sq(u: torch.Tensor) -> torch.Tensor:
 class SquashedNormal(D.Distribution):
     """``low + (tanh(u) + 1) / 2 * (high - low)`` with ``u ~ Normal(loc, scale)`` independently per dimension.
 
-    ``log_prob`` is the change of variables ``log N(u) - sum log|d action / d u|``, computed from the pre-tanh
-    value (recovered with a clamped ``atanh`` for actions given from outside, exact for this distribution's own
-    samples, which cache ``u``). ``entropy`` has no closed form; it returns the single-sample Monte-Carlo
-    estimate ``-log_prob(rsample())``, unbiased and differentiable (pass ``samples`` to average more).
+    ``log_prob`` is the change of variables ``log N(u) - sum log|d action / d u|`` at ``u = atanh`` of the action
+    (clamped just inside the bounds), always computed from the action alone, so the score a ``ProbabilisticActor``
+    writes while collecting is bit for bit what a loss recomputes from the stored action. Scoring the exact pre-tanh
+    draw at sampling instead (a cache, or TorchRL's ``rsample_and_log_prob`` hook, which ``ProbabilisticActor``
+    prefers when it exists) disagrees with any re-evaluation once float32 ``tanh`` rounds to +-1 (``|u| > 9``):
+    with ``scale = exp(2)`` that put 26% of PPO ratios outside [0.8, 1.2] before any update. ``entropy`` has no
+    closed form; it returns the single-sample Monte-Carlo estimate ``-log p(u)`` at exact pre-tanh draws, unbiased
+    and differentiable (pass ``samples`` to average more).
+
+    Examples:
+        >>> import torch
+        >>> dist = SquashedNormal(torch.zeros(4, 1), torch.full((4, 1), 20.0))  # most draws saturate
+        >>> action = dist.sample()
+        >>> fresh = SquashedNormal(torch.zeros(4, 1), torch.full((4, 1), 20.0))
+        >>> torch.equal(dist.log_prob(action), fresh.log_prob(action.clone()))
+        True
     """
 
     arg_constraints = {"loc": D.constraints.real, "scale": D.constraints.positive}
@@ -48,39 +60,34 @@ class SquashedNormal(D.Distribution):
         self.high = torch.as_tensor(high, dtype=loc.dtype, device=loc.device)
         self._half_range = (self.high - self.low) / 2.0
         self._base = D.Normal(loc, scale, validate_args=False)
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
     def _squash(self, u: torch.Tensor) -> torch.Tensor:
         return self.low + (torch.tanh(u) + 1.0) * self._half_range
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        u = self._base.rsample(sample_shape)
-        action = self._squash(u)
-        self._cache = (action, u)
-        return action
+        return self._squash(self._base.rsample(sample_shape))
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape)
 
     def _pre_tanh(self, action: torch.Tensor) -> torch.Tensor:
-        if self._cache is not None and self._cache[0] is action:
-            return self._cache[1]
+        # float32 tanh rounds |u| > 9 onto the bounds, where atanh is infinite: score those as u = atanh(1 - eps)
         eps = torch.finfo(action.dtype).eps
         y = ((action - self.low) / self._half_range - 1.0).clamp(-1.0 + eps, 1.0 - eps)
         return torch.atanh(y)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        u = self._pre_tanh(value)
+    def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
         log_det = _log_one_minus_tanh_sq(u) + torch.log(self._half_range)
         return (self._base.log_prob(u) - log_det).sum(-1)
 
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self._log_prob_pre_tanh(self._pre_tanh(value))
+
     def entropy(self, samples: int = 1) -> torch.Tensor:
-        actions = self.rsample(torch.Size([samples]))
-        u = self._cache[1] if self._cache is not None else self._pre_tanh(actions)
-        log_det = _log_one_minus_tanh_sq(u) + torch.log(self._half_range)
-        return -(self._base.log_prob(u) - log_det).sum(-1).mean(0)
+        # an estimate, never compared with a stored score, so it uses the exact draws (no atanh round trip)
+        return -self._log_prob_pre_tanh(self._base.rsample(torch.Size([samples]))).mean(0)
 
     @property
     def mode(self) -> torch.Tensor:

@@ -31,8 +31,75 @@ def test_squashed_normal_log_prob_matches_change_of_variables():
         jac = torch.autograd.functional.jacobian(f, u)
         expected = torch.distributions.Normal(loc[i], scale[i]).log_prob(u).sum() - torch.logdet(jac)
         assert torch.allclose(dist.log_prob(action)[i], expected, atol=1e-6)
-        # an action given from outside (no cached pre-tanh value) gives the same
-        assert torch.allclose(dist.log_prob(action.clone())[i], expected, atol=1e-6)
+        # an action given from outside (a copy, scored by a fresh distribution) gives the same
+        fresh = SquashedNormal(loc, scale, low, high)
+        assert torch.allclose(fresh.log_prob(action.clone())[i], expected, atol=1e-6)
+
+
+def test_squashed_normal_log_prob_matches_torchrl_tanh_normal():
+    from torchrl.modules import TanhNormal
+
+    torch.manual_seed(0)
+    loc, scale = torch.randn(64, 3, dtype=torch.float64), torch.rand(64, 3, dtype=torch.float64) + 0.2
+    low = torch.tensor([-1.0, -2.0, 0.0], dtype=torch.float64)
+    high = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64)
+    action = SquashedNormal(loc, scale, low, high).sample()  # |u| < 9: no saturation, where the two agree
+    expected = TanhNormal(loc, scale, low=low, high=high, event_dims=1).log_prob(action)
+    assert torch.allclose(SquashedNormal(loc, scale, low, high).log_prob(action), expected, atol=1e-8)
+
+
+class _WideLocScale(torch.nn.Module):
+    """loc 0, scale 20: most float32 draws saturate tanh onto the bounds."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.loc = torch.nn.Parameter(torch.zeros(dim))
+        self.log_scale = torch.nn.Parameter(torch.full((dim,), math.log(20.0)))
+
+    def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (*observation.shape[:-1], self.loc.shape[0])
+        return self.loc.expand(shape), self.log_scale.exp().expand(shape)
+
+
+@pytest.mark.parametrize("low,high", [(-1.0, 1.0), ([-2.0, 0.0], [2.0, 5.0])], ids=["unit", "rescaled"])
+def test_squashed_normal_scores_saturated_actions_alike_at_sampling_and_in_the_loss(low, high):
+    """What ProbabilisticActor writes as ``action_log_prob`` is what a loss recomputes from the stored action, for
+    saturated actions too, so PPO's ratio is 1 before an update (the cached pre-tanh value broke both)."""
+    from tensordict.nn import TensorDictModule
+    from torchrl.modules import ProbabilisticActor, ValueOperator
+    from torchrl.objectives import ClipPPOLoss
+
+    torch.manual_seed(0)
+    spec = Bounded(torch.tensor(low).expand(2), torch.tensor(high).expand(2), shape=(2,))
+    actor = ProbabilisticActor(
+        TensorDictModule(_WideLocScale(2), ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=SquashedNormal,
+        distribution_kwargs={"low": spec.space.low, "high": spec.space.high},
+        return_log_prob=True,
+        spec=spec,
+    )
+    n = 4096
+    with set_exploration_type(ExplorationType.RANDOM), torch.no_grad():
+        data = actor(TensorDict(observation=torch.randn(n, 3), batch_size=[n]))
+    on_bound = (data["action"] == spec.space.low) | (data["action"] == spec.space.high)
+    assert on_bound.any(-1).float().mean() > 0.5  # the test is about saturation: most actions sit on a bound
+    assert torch.isfinite(data["action_log_prob"]).all()
+
+    stored = data.select("observation", "action", "action_log_prob").clone()
+    rescored = actor.get_dist(stored).log_prob(stored["action"])  # a fresh distribution, from the stored action
+    torch.testing.assert_close(rescored, stored["action_log_prob"], rtol=0.0, atol=1e-5)
+
+    critic = ValueOperator(torch.nn.Linear(3, 1), in_keys=["observation"])
+    loss = ClipPPOLoss(actor, critic, clip_epsilon=0.2)
+    stored.set("advantage", torch.randn(n, 1))
+    stored.set("value_target", torch.randn(n, 1))
+    out = loss(stored)
+    assert out["clip_fraction"].item() == 0.0
+    assert out["kl_approx"].abs().item() < 1e-6
+    assert out["max_ratio"].item() == pytest.approx(1.0, abs=1e-5)
+    out["loss_objective"].backward()
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in actor.parameters())
 
 
 def test_squashed_normal_integrates_to_one_and_entropy_estimate_is_unbiased():
@@ -167,6 +234,67 @@ def test_truncated_noise_is_clipped_and_follows_its_schedule():
     noise.step(100)
     late = noise(td.clone())["action"]
     assert late.std().item() == pytest.approx(0.1, rel=0.05)  # 0.1 is well inside the clip
+
+
+@pytest.mark.parametrize("name", ["normal_noise", "truncated_normal_noise", "ornstein_uhlenbeck_noise"])
+def test_noise_schedule_is_exact_in_frames_and_seed_fixes_the_noise(name):
+    spec = Bounded(-10.0, 10.0, shape=(2,))
+
+    def noise(seed):
+        head = rlte_plugins.make("distribution", name, std="linear(1.0, 0.1, 500000)", seed=seed)
+        return head.build(spec, in_features=2).noise()
+
+    module = noise(0)
+    for _ in range(250):  # collector batches of 1000 frames (TorchRL's float32 annealing drifts to 0.553 here)
+        module.step(1000)
+    assert module.std == pytest.approx(0.55, abs=1e-12)
+    module.step(250_000)
+    assert module.std == pytest.approx(0.1, abs=1e-12)
+    td = TensorDict(action=torch.zeros(64, 2), batch_size=[64])
+    first = noise(0)(td.clone())["action"]
+    torch.manual_seed(123)  # the seeded stream does not depend on the global RNG
+    assert torch.equal(noise(0)(td.clone())["action"], first)
+    assert not torch.equal(noise(1)(td.clone())["action"], first)
+
+
+def test_ornstein_uhlenbeck_noise_is_correlated_and_restarts_per_env():
+    spec = Bounded(-10.0, 10.0, shape=(2,))
+    head = rlte_plugins.make("distribution", "ornstein_uhlenbeck_noise", std=1.0, seed=0).build(spec, in_features=2)
+    noise = head.noise()
+    n = 512
+    running = torch.zeros(n, 1, dtype=torch.bool)
+    path = torch.stack(  # a fresh tensordict each call: the process state lives in the module
+        [noise(TensorDict(action=torch.zeros(n, 2), is_init=running, batch_size=[n]))["action"] for _ in range(200)]
+    )
+    lag1 = torch.corrcoef(torch.stack([path[:-1].flatten(), path[1:].flatten()]))[0, 1]
+    assert lag1 > 0.95 and path[-1].std() > 0.15
+    restart = running.clone()
+    restart[0] = True
+    nxt = noise(TensorDict(action=torch.zeros(n, 2), is_init=restart, batch_size=[n]))["action"]
+    step = 0.2 * 1e-2**0.5  # sigma * sqrt(dt): one step from 0
+    assert nxt[0].abs().max() < 5 * step
+    assert (nxt[1:] - path[-1, 1:]).abs().max() < 6 * step  # the other envs run on
+    assert path[-1, 1:].abs().max() > 5 * step
+
+
+def test_torchrl_noise_modules_still_differ_from_ours():
+    """Tripwire for the reasons :class:`NoiseModule` gives for not using TorchRL's twins (torchrl 0.14.1): when
+    this fails, check whether ``AdditiveGaussianModule`` / ``OrnsteinUhlenbeckProcessModule`` became drop-ins."""
+    import inspect
+
+    from torchrl.modules import AdditiveGaussianModule, OrnsteinUhlenbeckProcessModule
+
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    with pytest.raises(RuntimeError):
+        AdditiveGaussianModule(spec, sigma_init=0.1, sigma_end=1.0)  # our schedules may rise
+    with pytest.raises(ValueError):
+        OrnsteinUhlenbeckProcessModule(spec, eps_init=0.1, eps_end=1.0)
+    for cls in (AdditiveGaussianModule, OrnsteinUhlenbeckProcessModule):
+        assert not {"seed", "generator"} & set(inspect.signature(cls).parameters)
+    out = OrnsteinUhlenbeckProcessModule(spec)(
+        TensorDict(action=torch.zeros(3, 2), is_init=torch.zeros(3, 1, dtype=torch.bool), batch_size=[3])
+    )
+    assert "_ou_prev_noise" in out.keys()  # its process state travels in the tensordict, not in the module
 
 
 def test_deterministic_actor_and_noise_feed_torchrl_td3_loss():

@@ -18,6 +18,32 @@ from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 sys.path.insert(0, str(Path(__file__).parents[1] / "envs"))
 from helpers import needs  # noqa: E402
 
+
+def grad_status(module):
+    """Names of ``module``'s parameters by what backward left in ``.grad``: (trained, untouched, broken)."""
+    trained, untouched, broken = [], [], []
+    for name, p in module.named_parameters():
+        if p.grad is None or not p.grad.any():
+            untouched.append(name)
+        elif torch.isfinite(p.grad).all():
+            trained.append(name)
+        else:
+            broken.append(name)
+    return trained, untouched, broken
+
+
+def assert_trained(module):
+    """Every parameter of ``module`` got a finite, non-zero gradient."""
+    trained, untouched, broken = grad_status(module)
+    assert trained and not untouched and not broken, f"no gradient: {untouched}, non-finite: {broken}"
+
+
+def assert_untouched(module):
+    """No parameter of ``module`` got a gradient."""
+    trained, untouched, broken = grad_status(module)
+    assert untouched and not trained and not broken, f"gradient reached {trained + broken}"
+
+
 PIXELS = [
     ("mnih_cnn", (4, 84, 84), 512),
     ("tassa_cnn", (9, 84, 84), 50),
@@ -36,7 +62,7 @@ def test_pixel_encoders(name, shape, features):
     as_float = enc(TensorDict(pixels=frames.float() / 255.0, batch_size=[2, 3]))["features"]
     assert torch.allclose(out, as_float, atol=1e-5)
     out.sum().backward()
-    assert all(p.grad is not None for p in enc.parameters())
+    assert_trained(enc)
 
 
 def test_frame_stack_axis_is_folded_into_channels():
@@ -79,10 +105,19 @@ def test_combined_encoder_concatenates_per_key_features():
     enc = rlte_plugins.make("encoder", "combined", observation_spec=spec, pixel_encoder="espeholt_resnet",
                             vector_kwargs={"num_cells": [16]})  # fmt: skip
     assert enc.in_keys == ["pixels", "state"] and enc.out_features == 256 + 16
-    td = TensorDict(pixels=torch.zeros(2, 3, 64, 64, dtype=torch.uint8), state=torch.ones(2, 7), batch_size=[2])
+    pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)  # zero frames would leave conv weights untrained
+    td = TensorDict(pixels=pixels, state=torch.randn(2, 7), batch_size=[2])
     out = enc(td)["features"]
     assert out.shape == (2, 272)
-    out.sum().backward()
+    pixel_part, state_part = enc.encoders["e0"], enc.encoders["e1"]
+    # each key's features come from its own encoder only, in in_keys order: a slice trains one encoder, not the other
+    out[:, :256].sum().backward(retain_graph=True)
+    assert_trained(pixel_part)
+    assert_untouched(state_part)
+    enc.zero_grad(set_to_none=True)
+    out[:, 256:].sum().backward()
+    assert_trained(state_part)
+    assert_untouched(pixel_part)
     with pytest.raises(SpecMismatchError, match="dict observations"):
         rlte_plugins.make("encoder", "combined", observation_spec=Unbounded((3,)))
     only_state = rlte_plugins.make("encoder", "combined", in_keys=["state"], observation_spec=spec)

@@ -8,6 +8,7 @@ from tensordict import TensorDict
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 
 import rlte_plugins
+from rlte_plugins.encoders.base import Encoder
 from rlte_plugins.errors import SpecMismatchError
 
 OBS = Composite(observation=Unbounded((5,)))
@@ -29,11 +30,44 @@ def build(policy, dist, action_spec, **kwargs):
     )
 
 
+def assert_trained(named_params, what):
+    """Each parameter got a finite, non-zero gradient."""
+    named_params = list(named_params)
+    assert named_params, f"{what}: no parameters to check"
+    for name, p in named_params:
+        assert p.grad is not None, f"{what}: {name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{what}: {name} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{what}: {name} has an all-zero gradient"
+
+
+def assert_untouched(named_params, what):
+    """No parameter got a gradient (None, or exactly zero)."""
+    named_params = list(named_params)
+    assert named_params, f"{what}: no parameters to check"
+    for name, p in named_params:
+        assert p.grad is None or not p.grad.any(), f"{what}: {name} got a gradient"
+
+
 def backward_all(losses, module):
-    """Every trainable parameter of ``module`` (the loss: it holds the critic copies it trains) gets a gradient."""
+    """Every trainable parameter of ``module`` (the loss: it holds the critic copies it trains) gets a finite,
+    non-zero gradient from the summed ``loss_*`` terms."""
     sum(v for k, v in losses.items() if k.startswith("loss")).backward()
-    grads = [p.grad for p in module.parameters() if p.requires_grad]
-    assert grads and all(g is not None for g in grads)
+    assert_trained(((n, p) for n, p in module.named_parameters() if p.requires_grad), type(module).__name__)
+
+
+def reached(losses, module):
+    """For each ``loss_*`` term, the names of ``module``'s parameters it sends a non-zero gradient to."""
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    out = {}
+    for key in [k for k in losses.keys() if k.startswith("loss")]:
+        grads = torch.autograd.grad(losses[key], [p for _, p in named], retain_graph=True, allow_unused=True)
+        out[key] = {n for (n, _), g in zip(named, grads, strict=True) if g is not None and g.any()}
+        assert out[key], f"{key} reaches no parameter"
+    return out
+
+
+def only_under(names, prefix):
+    return all(n.startswith(prefix) for n in names)
 
 
 def test_td3_and_ddpg_losses():
@@ -42,10 +76,22 @@ def test_td3_and_ddpg_losses():
     spec = Bounded(-1.0, 1.0, shape=(2,))
     policy = build("deterministic_double_critic", "truncated_normal_noise", spec)
     loss = TD3Loss(policy.actor, policy.qvalue, action_spec=spec, num_qvalue_nets=policy.num_qvalue_nets)
-    backward_all(loss(batch(8, spec.rand((8,)))), loss)
+    out = loss(batch(8, spec.rand((8,))))
+    reach = reached(out, loss)
+    assert only_under(reach["loss_actor"], "actor_network_params")  # the actor loss leaves the critics alone
+    assert only_under(reach["loss_qvalue"], "qvalue_network_params")  # target actions carry no actor gradient
+    backward_all(out, loss)
+
     ddpg = build("deterministic_double_critic", "normal_noise", spec, num_qvalue_nets=1)
     dloss = DDPGLoss(ddpg.actor, ddpg.qvalue)
-    backward_all(dloss(batch(8, spec.rand((8,)))), dloss)
+    out = dloss(batch(8, spec.rand((8,))))
+    reach = reached(out, dloss)
+    encoder = next(m for m in ddpg.actor.modules() if isinstance(m, Encoder))
+    shared = {n for n, p in dloss.named_parameters() if any(p is q for q in encoder.parameters())}
+    assert shared and shared <= reach["loss_value"]  # one critic: the shared encoder is trained by the critic loss
+    assert only_under(reach["loss_value"] - shared, "value_network_params")  # but not the actor's trunk or head
+    assert only_under(reach["loss_actor"], "actor_network_params")
+    backward_all(out, dloss)
 
 
 def test_sac_and_discrete_sac_losses():
@@ -56,11 +102,16 @@ def test_sac_and_discrete_sac_losses():
     loss = SACLoss(policy.actor, policy.qvalue, num_qvalue_nets=2, action_spec=spec)
     out = policy.actor(TensorDict(observation=torch.randn(8, 5), batch_size=[8]))
     assert out["action"].abs().max() <= 2.0
-    backward_all(loss(batch(8, spec.rand((8,)))), loss)
     dspec = Categorical(4)
     dpolicy = build("stochastic_double_critic", "categorical", dspec)
     dloss = DiscreteSACLoss(dpolicy.actor, dpolicy.qvalue, action_space="categorical", num_actions=4, num_qvalue_nets=2)
-    backward_all(dloss(batch(8, dspec.rand((8,)))), dloss)
+    for lossmod, data in ((loss, batch(8, spec.rand((8,)))), (dloss, batch(8, dspec.rand((8,))))):
+        out = lossmod(data)
+        reach = reached(out, lossmod)
+        assert only_under(reach["loss_actor"], "actor_network_params")
+        assert only_under(reach["loss_qvalue"], "qvalue_network_params")
+        assert reach["loss_alpha"] == {"log_alpha"}
+        backward_all(out, lossmod)
 
 
 @pytest.mark.parametrize("dueling", [False, True])
@@ -94,16 +145,23 @@ def test_mismatched_distributions_refused():
 
 def test_daac_advantage_head_trains():
     env = rlte_plugins.make("env", "torch_cartpole", num_envs=4, seed=0)
+    encoder = rlte_plugins.make("encoder", "mlp")
     policy = rlte_plugins.make("policy", "decoupled_actor_critic").build(
-        rlte_plugins.make("encoder", "mlp"), rlte_plugins.make("distribution", "categorical"),
-        env.observation_spec, env.action_spec,
-    )  # fmt: skip
+        encoder, rlte_plugins.make("distribution", "categorical"), env.observation_spec, env.action_spec
+    )
     td = policy.advantage(policy.critic(policy.actor(env.reset())))
     assert td["advantage_pred"].shape == (4, 1)
     actor_params = {id(p) for p in policy.actor.parameters()}
     critic_params = {id(p) for p in policy.critic.parameters()}
     assert not actor_params & critic_params  # decoupled: nothing shared
     td["advantage_pred"].sum().backward()
+    # the advantage loss shapes the actor's representation: its head and the actor's encoder learn from it ...
+    assert_trained(policy.advantage.named_parameters(), "advantage head")
+    assert_trained(encoder.named_parameters(), "actor encoder")
+    # ... and nothing else: the critic is decoupled, and the sampled action carries no gradient into the logits
+    assert_untouched(policy.critic.named_parameters(), "critic")
+    encoder_params = {id(p) for p in encoder.parameters()}
+    assert_untouched(((n, p) for n, p in policy.actor.named_parameters() if id(p) not in encoder_params), "actor head")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
