@@ -11,6 +11,7 @@ import torch
 
 from rlte_plugins.envs.backends import BACKENDS, require
 from rlte_plugins.envs.core import BatchedEnv, check_choice, check_num_envs, unit_to_bounds
+from rlte_plugins.envs.envpool import EnvPoolEnv
 from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, MissingDependencyError, positive_int
 
 FAMILY = "dmc"
@@ -106,13 +107,11 @@ def make_dmc(
 def _envpool_dmc(
     pool_id: str, num_envs: int, seed: int | None, device: Any, action_repeat: int, threads: int, explicit: bool
 ) -> BatchedEnv | None:
-    from rlte_plugins.envs.envpool import EnvPoolEnv
-
     pool = require("envpool", FAMILY)
     if pool_id not in pool.list_all_envs():
         raise EnvironmentNotFoundError(f"env 'dmc': EnvPool has no {pool_id!r}; use backend='dm_control'")
     try:
-        return EnvPoolEnv(
+        return UnitActionEnvPool(
             pool_id, num_envs, seed, device, family=FAMILY, num_threads=threads, vector_keys="all",
             envpool_kwargs=dict(frame_skip=action_repeat, max_episode_steps=1000 // action_repeat),
         )  # fmt: skip
@@ -124,6 +123,21 @@ def _envpool_dmc(
                 f"env 'dmc': EnvPool could not build {pool_id!r} ({exc}); use backend='dm_control'"
             ) from exc
         return None
+
+
+class UnitActionEnvPool(EnvPoolEnv):
+    """EnvPool's DMC with actions in [-1, 1] rescaled to the task's bounds, as the dm_control backend takes them.
+
+    EnvPool exposes each task's own bounds (quadruped's are not all [-1, 1]), so without this the same policy
+    would act differently on the two backends.
+    """
+
+    def _build_action_spec(self, space: Any) -> None:
+        self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
+        super()._build_action_spec(gym.spaces.Box(-1.0, 1.0, space.shape, np.float32))
+
+    def _backend_step(self, action: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, Any]:
+        return super()._backend_step(unit_to_bounds(action, self._low, self._high))
 
 
 class DMControlEnv(gym.Env):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
@@ -53,3 +54,22 @@ def check_reproducible(name: str, key: str, steps: int = 10, **kwargs) -> None:
     a, b, c = run(5), run(5), run(6)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def simulator_actions(env) -> list[np.ndarray]:
+    """Record every action the simulator of a one-env ``env`` receives, below all of the maker's clipping and
+    rescaling (EnvPool's pool, the gymnasium env's innermost step, or the dm_control task behind it)."""
+    from rlte_plugins.envs.dmc import DMControlEnv
+
+    assert env.num_envs == 1
+    target = env._pool if hasattr(env, "_pool") else env._vec.envs[0].unwrapped
+    if isinstance(target, DMControlEnv):
+        target = target._env
+    seen, step = [], target.step
+
+    def spy(action, *args):
+        seen.append(np.array(action, dtype=np.float64).reshape(-1))
+        return step(action, *args)
+
+    target.step = spy
+    return seen

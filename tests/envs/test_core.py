@@ -14,15 +14,17 @@ from rlte_plugins.envs.core import BatchedEnv
 class Counter(BatchedEnv):
     """A backend whose arrays are reused between steps, as a C++ pool's buffers could be."""
 
-    def __init__(self, num_envs: int = 3, horizon: int = 4) -> None:
+    def __init__(self, num_envs: int = 3, horizon: int = 4, rewards: list[float] | None = None, **batched) -> None:
         super().__init__(
             family="counter",
             num_envs=num_envs,
             device="cpu",
             observation_space=gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
             action_space=gym.spaces.Discrete(2),
+            **batched,
         )
         self.horizon = horizon
+        self.rewards = np.ones(num_envs) if rewards is None else np.asarray(rewards, np.float64)
         self.t = np.zeros(num_envs, np.int64)
         self.obs = np.zeros((num_envs, 2), np.float32)
         self.term = np.zeros(num_envs, bool)
@@ -42,7 +44,7 @@ class Counter(BatchedEnv):
         self.obs[:, 1] = action
         self.term[:] = self.t >= self.horizon
         self.trunc[:] = False
-        return self.obs, np.ones(self.num_envs), self.term, self.trunc, {}
+        return self.obs, self.rewards, self.term, self.trunc, {}
 
 
 def test_outputs_do_not_alias_running_state_or_backend_buffers():
@@ -65,6 +67,15 @@ def test_episode_statistics_and_done_flags():
     assert data["next", "episode_length"].squeeze(-1).tolist() == [[1, 2, 1, 2]] * 3
     assert data["next", "episode_reward"].squeeze(-1).tolist() == [[1.0, 2.0, 1.0, 2.0]] * 3
     assert data["next", "episode_end"].equal(data["next", "done"])
+
+
+@pytest.mark.parametrize("clip_rewards,written", [(True, [-1.0, 1.0, 0.0]), (False, [-5.0, 0.25, 0.0])])
+def test_clip_rewards_writes_the_sign_and_the_statistics_keep_the_raw_reward(clip_rewards, written):
+    # a fractional reward tells the sign (DQN's clipping) from a clamp to [-1, 1]
+    env = Counter(rewards=[-5.0, 0.25, 0.0], clip_rewards=clip_rewards)
+    data = env.rollout(2)
+    assert data["next", "reward"].squeeze(-1).tolist() == [[w, w] for w in written]
+    assert data["next", "episode_reward"].squeeze(-1).tolist() == [[-5.0, -10.0], [0.25, 0.5], [0.0, 0.0]]
 
 
 @pytest.mark.parametrize("type_checks", [False, True])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from helpers import check_family, check_reproducible, needs
+from helpers import check_family, check_reproducible, needs, simulator_actions
 
 import rlte_plugins
 from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError
@@ -44,7 +45,22 @@ def test_dmc_pixels_render_through_egl_with_frame_stack():
     assert pixels.float().std() > 5  # a real rendered scene, not a blank frame
 
 
-def test_dmc_time_limit_is_truncation_and_actions_are_rescaled_not_asserted():
+@pytest.mark.parametrize("backend", [pytest.param("envpool", marks=needs("envpool")), "dm_control"])
+def test_dmc_actions_in_the_unit_box_are_rescaled_to_the_task_bounds(backend):
+    pytest.importorskip("dm_control")
+    # quadruped's actuators are not all [-1, 1] (hips [-1, 1.1], knees [-0.8, 0.8]): a rescaling is visible
+    env = rlte_plugins.make("env", "dmc", task="quadruped_walk", backend=backend, num_envs=1, seed=0)
+    assert (env.action_spec.space.low == -1).all() and (env.action_spec.space.high == 1).all()
+    seen = simulator_actions(env)
+    td = env.reset()
+    for value in (-5.0, -1.0, 0.0, 0.5, 1.0, 5.0):
+        td = env.step(td.set("action", torch.full((1, 12), value)))["next"]
+    low, high = np.tile([-1.0, -1.0, -0.8], 4), np.tile([1.0, 1.1, 0.8], 4)
+    expected = [low, low, np.tile([0.0, 0.05, 0.0], 4), np.tile([0.5, 0.575, 0.4], 4), high, high]
+    np.testing.assert_allclose(np.stack(seen), np.stack(expected), atol=1e-6)
+
+
+def test_dmc_time_limit_is_truncation_and_out_of_range_actions_are_not_errors():
     pytest.importorskip("dm_control")
     env = rlte_plugins.make("env", "dmc", task="cartpole_balance", backend="dm_control", num_envs=1, seed=0,
                             action_repeat=8)  # fmt: skip
@@ -108,6 +124,15 @@ def test_bullet_specs_seeding_and_truncation():
     env = rlte_plugins.make("env", "bullet", task="HalfCheetah", num_envs=1, seed=0, max_episode_steps=5)
     td = env.rollout(5, break_when_any_done=False)
     assert bool(td["next", "truncated"][0, -1]) and not td["next", "terminated"].any()
+
+
+@needs("pybullet")
+def test_bullet_actions_are_clipped_into_the_unit_box():
+    env = rlte_plugins.make("env", "bullet", task="Hopper", num_envs=1, seed=0)
+    assert (env.action_spec.space.low == -1).all() and (env.action_spec.space.high == 1).all()
+    seen = simulator_actions(env)
+    env.step(env.reset().set("action", torch.tensor([[5.0, -5.0, 0.25]])))
+    np.testing.assert_allclose(seen[0], [1.0, -1.0, 0.25], atol=1e-6)
 
 
 @needs("pybullet")

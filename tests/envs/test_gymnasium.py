@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
+from helpers import simulator_actions
 from torchrl.envs.utils import check_env_specs
 
 import rlte_plugins
@@ -39,6 +41,25 @@ def test_truncation_is_distinct_and_transitions_are_exact():
     assert torch.equal(td["next", "episode_length"][0, :6].squeeze(-1), torch.tensor([1, 2, 3, 4, 5, 1]))
 
 
+def test_truncated_step_holds_the_real_last_observation_and_the_next_step_a_reset_one():
+    # env 0 replayed in a plain CartPole with its seed and actions: what the value bootstrap reads at the
+    # truncation must be that episode's real last observation, and the next step must start from its reset
+    env = make(num_envs=2, seed=1, max_episode_steps=5)
+    torch.manual_seed(0)
+    td = env.rollout(8, break_when_any_done=False)[0]
+    ref = gym.make("CartPole-v1", max_episode_steps=5)
+    expected, _ = ref.reset(seed=1)
+    for t in range(8):
+        assert torch.equal(td["observation"][t], torch.as_tensor(expected))
+        expected, _, terminated, truncated, _ = ref.step(int(td["action"][t]))
+        assert torch.equal(td["next", "observation"][t], torch.as_tensor(expected))
+        flags = [bool(td["next", k][t]) for k in ("truncated", "terminated", "done")]
+        assert flags == [truncated, terminated, truncated or terminated]
+        if truncated or terminated:
+            expected, _ = ref.reset()
+    assert td["next", "truncated"].squeeze(-1).tolist() == [False] * 4 + [True] + [False] * 3
+
+
 def test_episode_return_is_the_sum_of_the_episode_rewards():
     env = make("Pendulum-v1", num_envs=2, seed=0, max_episode_steps=7)
     td = env.rollout(7, break_when_any_done=False)
@@ -55,13 +76,15 @@ def test_seeded_rollouts_reproduce():
     assert not torch.equal(a["observation"][:, 0], c["observation"])
 
 
-def test_continuous_actions_are_clipped_into_bounds():
-    env = make("Pendulum-v1", num_envs=1, seed=0)
+@pytest.mark.parametrize("clip_actions,received", [(True, [2.0, -2.0]), (False, [100.0, -100.0])])
+def test_continuous_actions_are_clipped_into_bounds(clip_actions, received):
+    env = make("Pendulum-v1", num_envs=1, seed=0, clip_actions=clip_actions)
+    # Pendulum clamps the torque itself, so only the action its step receives shows the maker's clipping
+    seen = simulator_actions(env)
     td = env.reset()
-    td["action"] = torch.full((1, 1), 100.0)
-    out = env.step(td)
-    # Pendulum's reward penalises torque**2: a clipped action (2.0) costs 0.001 * 4, not 0.001 * 1e4
-    assert out["next", "reward"].item() > -20
+    for value in (100.0, -100.0):
+        td = env.step(td.set("action", torch.full((1, 1), value)))["next"]
+    assert [float(a[0]) for a in seen] == received
 
 
 def test_discrete_observations_are_one_hot():

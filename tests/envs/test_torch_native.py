@@ -52,6 +52,17 @@ def test_dynamics_match_gymnasium(name, gym_id, states):
             break
 
 
+def test_pendulum_torque_beyond_the_spec_bounds_acts_as_the_bound():
+    env = rlte_plugins.make("env", "torch_pendulum", num_envs=4, seed=0)
+    assert (env.action_spec.space.low == -2).all() and (env.action_spec.space.high == 2).all()
+    env.reset()
+    env.state = env.state[:1].expand(4, -1).clone()  # one start state, so only the torques differ
+    td = env.step(TensorDict(action=torch.tensor([[100.0], [2.0], [-100.0], [-2.0]]), batch_size=[4]))["next"]
+    obs, reward = td["observation"], td["reward"]
+    assert torch.equal(obs[0], obs[1]) and torch.equal(obs[2], obs[3]) and not torch.equal(obs[0], obs[2])
+    assert torch.equal(reward[0], reward[1]) and torch.equal(reward[2], reward[3])
+
+
 def test_partial_reset_touches_only_the_masked_envs():
     env = rlte_plugins.make("env", "torch_cartpole", num_envs=4, seed=0)
     td = env.reset()
@@ -74,6 +85,22 @@ def test_time_limit_truncates_never_terminates():
     assert trunc[:, 6].all() and trunc[:, 13].all() and int(trunc.sum()) == 4
     assert not td["next", "terminated"].any()
     assert torch.allclose(td["next", "episode_reward"][:, 6], td["next", "reward"][:, :7].sum(1))
+
+
+def test_truncated_step_holds_the_real_last_observation_and_the_next_step_a_reset_one():
+    env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, seed=0, max_episode_steps=5)
+    torch.manual_seed(0)
+    td = env.rollout(8, break_when_any_done=False)
+    trunc, term, done = (td["next", k].squeeze(-1) for k in ("truncated", "terminated", "done"))
+    assert trunc.tolist() == [[False] * 4 + [True] + [False] * 3] * 2  # 5 steps cannot tip the pole over
+    assert not term.any() and torch.equal(done, trunc)
+    # every next observation is the dynamics of its step, the truncated one's included (the bootstrap reads it)
+    obs, nxt = td["observation"], td["next", "observation"]
+    stepped, _, _ = env.dynamics(obs.reshape(-1, 4), td["action"].reshape(-1))
+    assert torch.allclose(nxt, stepped.reshape(2, 8, 4), rtol=0, atol=1e-6)
+    # the step after the truncation starts from a reset state, every other step from the last one
+    assert torch.equal((nxt[:, :-1] == obs[:, 1:]).all(-1), ~done[:, :-1])
+    assert (obs[:, 5].abs() <= 0.05).all() and (td["next", "episode_length"][:, 5] == 1).all()
 
 
 def test_bad_max_episode_steps():
