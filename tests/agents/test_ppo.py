@@ -25,14 +25,16 @@ def recipe_hparams():
 
 
 def test_learns_cartpole_within_a_small_cpu_budget():
+    # The recipe is rl-baselines3-zoo's tuned PPO for CartPole-v1 (8 envs x 32 steps, 20 epochs, lr and clip
+    # annealed), whose published benchmark reaches the maximum of 500 within its 100k steps. With its schedules
+    # compressed into 50k frames, seeds 0-5 all scored 500 here (1 thread; `rlte bench cartpole --frames 50000`);
+    # at 25k they scored 140-500, which made a bar there pass or fail by the seed. A random policy scores ~22.
     torch.set_num_threads(1)
     hparams, encoder = recipe_hparams()
     agent = rlte_plugins.make("agent", "ppo", env="CartPole-v1", seed=0, **hparams).set(encoder=encoder)
-    agent.train(total_frames=25_000, progress=False)
+    agent.train(total_frames=50_000, progress=False)
     returns = agent.evaluate(episodes=10)
-    # a random policy scores ~22 and an untrained one ~9-50; with its schedules compressed into 25k frames the
-    # recipe scored 470, 201 and 500 on seeds 0-2 (`rlte bench cartpole --frames 25000` shows the spread)
-    assert statistics.fmean(returns) >= 400, returns
+    assert statistics.fmean(returns) >= 475, returns
 
 
 def test_set_accepts_names_mappings_and_instances():
@@ -110,20 +112,59 @@ def test_mismatched_components_are_refused():
         small(num_minibatches=3)
 
 
-def test_save_load_roundtrip_resumes_training(tmp_path):
+def test_save_load_restores_the_whole_training_state(tmp_path):
     agent = small()
     agent.train(total_frames=128, progress=False)
+    rng = torch.get_rng_state()
     path = agent.save(tmp_path / "agent.pt")
     raw = torch.load(path, weights_only=True)
     assert raw["counters"]["frames"] == 128
+    torch.manual_seed(123)  # loading restores the generator, whatever happened in between
     loaded = PPO.load(path)
+    assert torch.equal(torch.get_rng_state(), rng)
     for a, b in zip(agent.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert loaded.optimizer.state_dict()["state"].keys() == agent.optimizer.state_dict()["state"].keys()
-    assert loaded.evaluate(3) == agent.evaluate(3)
-    stats = loaded.train(total_frames=256, progress=False)
-    assert stats["frames"] == 256 and loaded.iterations == 4
+    saved_opt, loaded_opt = agent.optimizer.state_dict(), loaded.optimizer.state_dict()
+    assert saved_opt["param_groups"] == loaded_opt["param_groups"]  # learning rate where the schedule stopped
+    for key, state in saved_opt["state"].items():
+        assert state.keys() == loaded_opt["state"][key].keys()
+        assert all(torch.equal(v, loaded_opt["state"][key][name]) for name, v in state.items())
+    assert (loaded.frames, loaded.iterations, loaded.total_frames) == (128, 2, 128)
+    assert loaded.history == agent.history
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resumed_training_is_deterministic_from_the_checkpoint(tmp_path):
+    """What resume guarantees on this path: weights, optimiser, counters, schedules and RNG come back exactly, so
+    training on from one checkpoint always gives the same run; the env itself restarts from fresh, seeded
+    episodes (gymnasium envs cannot save their state), so it is not the uninterrupted run's continuation."""
+    agent = small()
+    agent.train(total_frames=128, progress=False)
+    path = agent.save(tmp_path / "agent.pt")
+    runs = []
+    for _ in range(2):
+        loaded = PPO.load(path)
+        stats = loaded.train(total_frames=256, progress=False)
+        assert stats["frames"] == 256 and loaded.iterations == 4
+        runs.append(loaded)
+    for a, b in zip(runs[0].policy.parameters(), runs[1].policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # after the resume, the learning-rate schedule runs from frame 128 of 256, as in one uninterrupted run to 256
+    # (the schedule spans the total_frames of each train() call: the first 128 frames annealed over 128)
+    straight = small()
+    straight.train(total_frames=256, progress=False)
+    lrs = [h["learning_rate"] for h in runs[0].history[2:]]
+    assert lrs == [h["learning_rate"] for h in straight.history[2:]] == [1.25e-4, 6.25e-5]
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    trained = []
+    for seed in (0, 0, 1):
+        agent = small(seed=seed)
+        agent.train(total_frames=192, progress=False)
+        trained.append(torch.cat([p.detach().flatten() for p in agent.policy.parameters()]))
+    assert torch.equal(trained[0], trained[1])
+    assert not torch.equal(trained[0], trained[2])
 
 
 def test_instance_components_must_be_passed_back_to_load(tmp_path):
