@@ -1,23 +1,48 @@
-"""The ``rlte`` command line: list, info, plugins, train."""
+"""The ``rlte`` command line: list, info, plugins, train, bench, doctor.
+
+Errors are one line on stderr (``error: ...``); ``--debug`` adds the traceback. Exit statuses are in
+:data:`EXIT_STATUS` (``rlte --help`` prints them).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
+import re
 import shutil
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from rlte_plugins.errors import RlteError
-from rlte_plugins.registry import KINDS, get_registry, get_spec, normalize_kind
+from rlte_plugins.errors import ComponentError, ConfigError, RlteError
+from rlte_plugins.registry import KINDS, component_failure, get_registry, get_spec, normalize_kind, plugin_problems
+
+EXIT_OK = 0
+EXIT_NO_MATCH = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `set -o pipefail` sees from any tool cut off by `| head`
+
+EXIT_STATUS = """exit status:
+  0    success
+  1    `rlte list` matched nothing (an unexpected internal error also exits 1, with its traceback)
+  2    bad input, one line on stderr: usage, unknown names, arguments or config keys, a component that fails
+       while it is made or built, an output directory that cannot be created
+  130  interrupted (Ctrl-C)
+  141  standard output closed early (`rlte list | head`)
+"""
 
 TRAIN_EPILOG = """\
 config keys (YAML sections; --set section.key=value overrides any of them):
   description            free text shown on the learning curve
   agent                  name (ppo, or fast_ppo for envs on the training device) and the agent's
                          hyperparameters (`rlte info agent ppo` lists them)
-  agent (fast_ppo)       num_envs, horizon, eval_every, stop_conditions, recurrent, and FastPPO's options
+  agent (fast_ppo)       num_envs, horizon, eval_every, eval_episodes=16, stop_conditions, recurrent, and
+                         FastPPO's options
                          (`python -c "help('rlte_plugins.training.fast.FastPPO')"` explains each):
                          epochs=4, minibatch_size=null (whole rollout), grad_accumulation=1, lr=3e-4,
                          entropy_coef=0.0 (lr and entropy_coef also take "linear(start, end, frames)"),
@@ -54,23 +79,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
-        return 0
+        return EXIT_OK
     try:
-        return args.func(args)
-    except RlteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        status = args.func(args)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, inside the handler below
+        return status
+    except BrokenPipeError:
+        # The reader is gone: stop quietly. Point stdout at devnull so that the interpreter's last flush at exit
+        # does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        error = exc if isinstance(exc, RlteError) else component_failure(exc)
+        if error is None:
+            raise  # a bug of rlte-plugins itself: the traceback is the report
+        if args.debug:
+            traceback.print_exception(exc)
+        hint = " (rerun with --debug for the traceback)" if isinstance(error, ComponentError) and not args.debug else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _parser() -> argparse.ArgumentParser:
     from rlte_plugins import __version__
 
-    parser = argparse.ArgumentParser(prog="rlte", description="rlte-plugins: composable RL components.")
+    parser = argparse.ArgumentParser(
+        prog="rlte",
+        description="rlte-plugins: composable RL components.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"rlte-plugins {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of errors")
+    # `--debug` is accepted after the command too; SUPPRESS keeps a subcommand from resetting it to False
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_subparser_with(common))
 
     p = sub.add_parser("list", help="list registered components", description="List registered components.")
     p.add_argument("kind", nargs="?", help=f"one of: {', '.join(KINDS)} (or a pattern)")
@@ -115,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="run a benchmark", description="Run a benchmark and print its figures.")
-    bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True, parser_class=_subparser_with(common))
     b = bench.add_parser("cartpole", help="the default recipe over several seeds (final returns, wall time)")
     b.add_argument("--recipe", default="ppo_cartpole", help="recipe name or YAML config")
     b.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
@@ -159,6 +206,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser_with(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """A parser class whose instances inherit ``common``'s options (``add_subparsers(parser_class=...)``)."""
+
+    class Subparser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, parents=[*kwargs.pop("parents", []), common], **kwargs)
+
+    return Subparser
+
+
 # -- list / info / plugins ------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
     kind, pattern = args.kind, args.pattern
@@ -169,6 +226,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             kind, pattern = None, kind  # `rlte list 'mlp*'`: a pattern over every kind
     registry = get_registry()
     specs = registry.specs(kind, pattern)
+    if not specs:
+        if args.json:
+            _print_json([])
+        print(_nothing_matched(registry, kind, pattern), file=sys.stderr)
+        _warn_failed(registry)
+        return EXIT_NO_MATCH
     clashing = _clashing(registry)
     if args.json:
         _print_json([s.describe() for s in specs])
@@ -211,21 +274,21 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     plugins = [p.describe() for p in registry.plugins]
     if args.json:
         _print_json(plugins)
+        for problem in plugin_problems(registry):
+            print(f"warning: {problem.problem} (fix: {problem.fix})", file=sys.stderr)
         return 0
     rows = [
         (p["name"], p["distribution"], p["version"], p["status"], str(p["components"]), ", ".join(p["hooks"]) or "-")
         for p in plugins
     ]
     _print_table(("PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "COMPONENTS", "HOOKS"), rows, shrink=5)
-    for p in plugins:
-        if p["error"]:
-            print(f"\n{p['name']} {p['version']} failed to load: {p['error']}")
+    for problem in plugin_problems(registry):
+        print(f"\n{problem.problem}\n  fix: {problem.fix}")
     return 0
 
 
 # -- train ----------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlte_plugins.errors import ConfigError
     from rlte_plugins.training.config import apply_overrides, load_config, normalize_config, recipe_names
 
     if args.list_recipes:
@@ -251,8 +314,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("train.progress=false")
     config = normalize_config(apply_overrides(raw, overrides), source)
-
-    from pathlib import Path
+    if config["train"]["output"] is not None:
+        _make_run_directory(Path(str(config["train"]["output"])))
 
     from rlte_plugins.training.runner import run
 
@@ -264,6 +327,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"final mean return over {len(summary['eval_returns'])} evaluation episodes: {ret:.2f}")
     print(f"run directory: {summary['output']} (checkpoint.pt, learning_curve.png, summary.json)")
     return 0
+
+
+def _make_run_directory(output: Path) -> None:
+    """Create the run directory now, so that a bad ``--output`` is one line before anything is built."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it exists and is not a directory" if output.exists() and not output.is_dir() else exc.strerror
+        raise ConfigError(
+            f"cannot create the run directory {str(output)!r} (--output / train.output): {reason}"
+        ) from exc
 
 
 def cmd_bench_cartpole(args: argparse.Namespace) -> int:
@@ -303,17 +377,32 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok, detail = check(name)
         rows.append({"backend": name, "ok": ok, "purpose": backend.purpose, "detail": detail,
                      "fix": None if ok else backend.fix()})  # fmt: skip
+    # plugin rows share the backend rows' keys, so that the JSON stays one list of checks
+    problems = [
+        {
+            "backend": f"plugin:{p.distribution}",
+            "ok": False,
+            "purpose": "an installed rlte-plugins plugin",
+            "detail": p.problem,
+            "fix": p.fix,
+        }
+        for p in plugin_problems()
+    ]
     if args.json:
-        _print_json(rows)
+        _print_json(rows + problems)
         return 0
-    for row in rows:
-        mark = "ok     " if row["ok"] else "MISSING"
+    for row, failed in [*((r, "MISSING") for r in rows), *((r, "PROBLEM") for r in problems)]:
+        mark = "ok     " if row["ok"] else failed
         print(f"{mark} {row['backend']:<12} {row['purpose']}")
         print(f"        {row['detail']}")
         if not row["ok"]:
             print(f"        fix: {row['fix']}")
     missing = sum(not r["ok"] for r in rows)
-    print(f"{len(rows) - missing} of {len(rows)} backends work" + (f"; {missing} missing" if missing else ""))
+    print(
+        f"{len(rows) - missing} of {len(rows)} backends work"
+        + (f"; {missing} missing" if missing else "")
+        + (f"; {len(problems)} plugin problem{'s' if len(problems) > 1 else ''}" if problems else "")
+    )
     return 0
 
 
@@ -323,6 +412,34 @@ def _clashing(registry: Any) -> set[tuple[str, str]]:
     for spec in registry.specs():
         seen[(spec.kind, spec.name)] = seen.get((spec.kind, spec.name), 0) + 1
     return {key for key, count in seen.items() if count > 1}
+
+
+def _nothing_matched(registry: Any, kind: str | None, pattern: str | None) -> str:
+    """What was searched, and the likeliest thing that was meant."""
+    if kind is not None:
+        kind = normalize_kind(kind)
+    if pattern is None:
+        return f"no {kind} is registered by the installed plugins (`rlte plugins` lists them)"
+    message = f"no {kind or 'component of any kind'} matches {pattern!r}"
+    term = re.sub(r"[*?\[\]]", "", pattern).lower()
+    if kind is None and term:
+        kinds = {**{k: k for k in KINDS}, **{f"{k}s": k for k in KINDS}, "policies": "policy"}
+        close = difflib.get_close_matches(term, list(kinds), n=1, cutoff=0.6)
+        if close:
+            return f"{message}; did you mean the kind {kinds[close[0]]!r}? (`rlte list {kinds[close[0]]}`)"
+    elsewhere = registry.specs(None, pattern) if kind is not None else []
+    if elsewhere:
+        found = elsewhere[0]
+        return f"{message}; {found.kind} {found.name!r} does (`rlte list {found.kind} '{pattern}'`)"
+    listing = f"rlte list {kind}" if kind else "rlte list"
+    by_name = {s.name: s for s in reversed(registry.specs(kind))}  # reversed: a name's first kind wins
+    close = difflib.get_close_matches(term, sorted(by_name), n=1, cutoff=0.6)
+    if close:
+        spec = by_name[close[0]]
+        return f"{message}; did you mean {spec.kind} {spec.name!r}? (`rlte list {spec.kind} {spec.name}`)"
+    if pattern == term and registry.specs(kind, f"*{term}*"):
+        return f"{message}; some names contain it: `{listing} '*{term}*'`"
+    return f"{message} (`{listing}` shows what there is)"
 
 
 def _warn_failed(registry: Any) -> None:

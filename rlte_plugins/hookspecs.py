@@ -5,6 +5,11 @@ factory, **meta)`` once per component. ``factory`` is a callable or a lazy ``"pa
 (preferred: listing then imports nothing); ``meta`` takes ``summary`` (defaults to the first line of the
 factory's docstring), ``tags`` (a sequence of strings) and ``defaults`` (keyword arguments merged under the
 caller's).
+
+A hook without ``@hookimpl`` is never called (``rlte plugins`` warns), and one whose name is not below fails the
+plugin with a "did you mean". Components report bad input with :class:`~rlte_plugins.ComponentArgumentError`
+(an argument is wrong) or :class:`~rlte_plugins.SpecMismatchError` (it does not fit the env's specs); anything
+else they raise while made or built is reported as their failure, naming them and their provider.
 """
 
 from __future__ import annotations

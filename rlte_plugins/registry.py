@@ -9,7 +9,12 @@ Loading rules:
 * ``RLTE_PLUGINS`` (comma separated entry-point or distribution names) loads only those third-party plugins;
   ``RLTE_DISABLE_PLUGINS`` skips the ones it names. The built-ins are always loaded unless denied by name.
 * A plugin that raises while importing or registering is reported (name, version, error), none of its
-  components are kept, and everything else keeps working.
+  components are kept, and everything else keeps working. :func:`plugin_problems` also finds the quiet
+  mistakes: hooks without ``@hookimpl``, and installed packages that never load (no ``rlte_plugins`` entry
+  point, or a misspelt group).
+* What a component's own code raises while :func:`make` builds it comes out as a
+  :class:`~rlte_plugins.errors.ComponentError` naming the component and its provider (:func:`component_failure`
+  does the same for its ``build``).
 
 Name clashes: every component is reachable as ``<plugin>:<name>`` (the plugin's entry-point name). A plain
 name resolves to the only provider of that kind and name; when several plugins register it, the built-in one
@@ -36,7 +41,9 @@ from typing import Any
 from rlte_plugins.errors import (
     AmbiguousComponentError,
     ComponentArgumentError,
+    ComponentError,
     RegistrationError,
+    RlteError,
     UnknownComponentError,
     UnknownKindError,
 )
@@ -44,6 +51,7 @@ from rlte_plugins.hookspecs import HOOKS, PROJECT_NAME
 
 ENTRY_POINT_GROUP = "rlte_plugins"
 BUILTIN_PLUGIN = "rlte_plugins"
+BUILTIN_DIST = "rlte-plugins"
 BUILTIN_MODULE = "rlte_plugins.builtins"
 KINDS: tuple[str, ...] = tuple(HOOKS)
 _PLURALS = {"policies": "policy", "envs": "env", "environments": "env", "environment": "env"}
@@ -131,6 +139,20 @@ class PluginInfo:
     hooks: list[str] = dataclasses.field(default_factory=list)
     components: int = 0
     error: str | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginProblem:
+    """An installed distribution whose plugin does not work, what is wrong and how to fix it."""
+
+    distribution: str
+    version: str
+    problem: str
+    fix: str
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -177,12 +199,12 @@ class Registry:
                 registry._fail(info, exc)
                 continue
             registry.add_plugin(plugin, info)
-        if not found_builtin and not _is_disabled(BUILTIN_PLUGIN, "rlte-plugins", set(), deny):
+        if not found_builtin and not _is_disabled(BUILTIN_PLUGIN, BUILTIN_DIST, set(), deny):
             # Running from a source tree that was never pip-installed: no entry point metadata exists, so
             # register the built-ins the way their entry point would.
             from rlte_plugins import __version__
 
-            info = PluginInfo(BUILTIN_PLUGIN, "rlte-plugins", __version__, BUILTIN_MODULE)
+            info = PluginInfo(BUILTIN_PLUGIN, BUILTIN_DIST, __version__, BUILTIN_MODULE)
             registry.add_plugin(importlib.import_module(BUILTIN_MODULE), info)
         return registry
 
@@ -206,8 +228,10 @@ class Registry:
         added: list[ComponentSpec] = []
         try:
             manager.register(plugin, name=info.name)
-            manager.check_pending()
-            info.hooks = sorted(h.name for h in manager.get_hookcallers(plugin) or [])
+            callers = manager.get_hookcallers(plugin) or []
+            _check_hook_names(info.name, callers)
+            info.hooks = sorted(h.name for h in callers)
+            info.warnings = _unmarked_hooks(plugin, info.hooks)
             for kind, hook_name in HOOKS.items():
                 for impl in getattr(manager.hook, hook_name).get_hookimpls():
                     impl.function(register=self._register_callable(kind, info, added))
@@ -299,6 +323,9 @@ class Registry:
             for spec in specs:
                 if spec.plugin == plugin and spec.name == plain:
                     return spec
+            why = self.unavailable(plugin)
+            if why:
+                raise UnknownComponentError(f"{kind} {name!r} comes from {why}")
             self._unknown(kind, name)
         matches = [s for s in specs if s.name == name]
         if len(matches) == 1:
@@ -317,9 +344,33 @@ class Registry:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         available = ", ".join(sorted({s.name for s in self._specs[kind]}, key=natural_key)) or "none"
+        off = [f"{p.name} ({p.status})" for p in self.plugins if p.status != "loaded"]
+        skipped = f"; not loaded: {', '.join(off)}" if off else ""
         raise UnknownComponentError(
-            f"unknown {kind} {name!r}{hint} (available: {available}; `rlte list {kind}` shows them)"
+            f"unknown {kind} {name!r}{hint} (available: {available}; `rlte list {kind}` shows them{skipped})"
         )
+
+    def unavailable(self, plugin: str, distribution: str | None = None, version: str | None = None) -> str | None:
+        """``"plugin 'x' (dist version), which ..."``: why the plugin whose entry point is ``plugin`` provides
+        nothing here, or ``None`` if it is loaded.
+
+        ``distribution`` and ``version`` (as a checkpoint records them) make the install hint exact.
+        """
+        info = next((p for p in self.plugins if p.name == plugin), None)
+        if info is not None and info.status == "loaded":
+            return None
+        if info is not None and info.status == "disabled":
+            return f"plugin {plugin!r} ({info.distribution}), which is disabled by RLTE_PLUGINS/RLTE_DISABLE_PLUGINS"
+        if info is not None:
+            return f"plugin {plugin!r} ({info.distribution} {info.version}), which failed to load: {info.error}"
+        if distribution is None:
+            return (
+                f"plugin {plugin!r}, which is not installed (install the package that declares the {plugin!r} "
+                "entry point; `rlte plugins` lists the installed ones)"
+            )
+        known = version is not None and version != "unknown"
+        written, pin = (f"{distribution} {version}", f"=={version}") if known else (distribution, "")
+        return f"plugin {plugin!r} ({written}), which is not installed: pip install '{distribution}{pin}'"
 
 
 # -- module-level API -----------------------------------------------------------------------------------
@@ -368,11 +419,13 @@ def get_spec(kind: str, name: str) -> ComponentSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ComponentRef:
-    """How a component was made: kind, qualified name and the caller's keyword arguments."""
+    """How a component was made: kind, qualified name, the caller's keyword arguments and the provider."""
 
     kind: str
     name: str
     kwargs: dict[str, Any]
+    provider: str
+    version: str
 
 
 def make(kind: str, name: str, /, **kwargs: Any) -> Any:
@@ -387,17 +440,54 @@ def make(kind: str, name: str, /, **kwargs: Any) -> Any:
         Traceback (most recent call last):
         ...
         rlte_plugins.errors.UnknownComponentError: unknown encoder 'mpl'; did you mean 'mlp'? ...
+
+    Anything else the factory raises comes out as a :class:`~rlte_plugins.errors.ComponentError` that names
+    the component and its provider, is chained to the original (``__cause__``) and is still an instance of the
+    original's type; errors the factory raises on purpose (any :class:`~rlte_plugins.errors.RlteError`) pass
+    through unchanged.
     """
     spec = get_spec(kind, name)
     factory = spec.load()
     merged = {**spec.defaults, **kwargs}
     check_arguments(spec, factory, merged)
-    obj = factory(**merged)
     try:
-        obj._rlte_component = ComponentRef(spec.kind, spec.qualified_name, dict(kwargs))
+        obj = factory(**merged)
+    except RlteError:
+        raise  # deliberate errors say what to change; a nested make has already named its component
+    except Exception as exc:
+        raise ComponentError.wrap(exc, "made", spec.kind, spec.name, spec.provider, spec.provider_version) from exc
+    try:
+        obj._rlte_component = ComponentRef(
+            spec.kind, spec.qualified_name, dict(kwargs), spec.provider, spec.provider_version
+        )
     except (AttributeError, TypeError):
         pass  # objects without a __dict__ (ints, tuples...) simply cannot be saved by reference
     return obj
+
+
+def component_failure(exc: BaseException) -> ComponentError | None:
+    """``exc`` as a :class:`~rlte_plugins.errors.ComponentError` naming the component whose code raised it,
+    or ``None`` when no component did.
+
+    :func:`make` wraps what a constructor raises; a component's ``build(...)`` runs later, called by an agent,
+    so its errors are traced back here: the innermost ``build`` frame in the traceback whose ``self`` was made
+    by :func:`make` names the component.
+    """
+    if isinstance(exc, ComponentError):
+        return exc
+    if isinstance(exc, RlteError) or not isinstance(exc, Exception):
+        return None  # deliberate errors already say what to change
+    ref: ComponentRef | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "build":
+            found = getattr(frame.f_locals.get("self"), "_rlte_component", None)
+            ref = found if isinstance(found, ComponentRef) else ref
+        tb = tb.tb_next
+    if ref is None:
+        return None
+    return ComponentError.wrap(exc, "built", ref.kind, ref.name.partition(":")[2], ref.provider, ref.version)
 
 
 def check_arguments(spec: ComponentSpec, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
@@ -470,7 +560,94 @@ def natural_key(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
+def plugin_problems(registry: Registry | None = None) -> list[PluginProblem]:
+    """Installed plugins that do not work, and why: failed to load, hooks never called, or a distribution that
+    depends on rlte-plugins (or declares a near-miss entry-point group) but no ``rlte_plugins`` entry point.
+
+    Reads every installed distribution's metadata, so ``rlte plugins`` and ``rlte doctor`` call it, not listing.
+    """
+    registry = registry or get_registry()
+    problems = []
+    for p in registry.plugins:
+        who = f"plugin {p.name} {p.version}"
+        if p.status == "failed":
+            fix = f"fix it or `pip uninstall {p.distribution}` (the other plugins keep working)"
+            problems.append(PluginProblem(p.distribution, p.version, f"{who} failed to load: {p.error}", fix))
+        problems += [
+            PluginProblem(p.distribution, p.version, f"{who}: {w}", "decorate it with @rlte_plugins.hookimpl")
+            for w in p.warnings
+        ]
+    seen = {_canonical(p.distribution) for p in registry.plugins} | {BUILTIN_DIST}
+    table = f"[project.entry-points.{ENTRY_POINT_GROUP}]"
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        if not name or _canonical(name) in seen:
+            continue
+        seen.add(_canonical(name))
+        who = f"{name} {dist.version}"
+        near = sorted({ep.group for ep in dist.entry_points if _near_group(ep.group)})
+        if near:
+            problem = f"{who} declares the entry-point group {near[0]!r}, not {ENTRY_POINT_GROUP!r}: it is never loaded"
+            fix = f"rename the table in its pyproject.toml to {table} and reinstall it"
+        elif any(_requires_rlte(req) for req in dist.requires or []):
+            problem = (
+                f"{who} depends on rlte-plugins but declares no {ENTRY_POINT_GROUP!r} entry point: it is never loaded"
+            )
+            module = _canonical(name).replace("-", "_")
+            fix = f'add {table} {module} = "{module}.plugin" (its hooks\' module) to its pyproject.toml, reinstall it'
+        else:
+            continue
+        problems.append(PluginProblem(name, dist.version, problem, fix))
+    return problems
+
+
 # -- helpers --------------------------------------------------------------------------------------------
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requires_rlte(requirement: str) -> bool:
+    """A requirement on rlte-plugins that is not only an optional extra's."""
+    match = _REQUIREMENT_NAME.match(requirement)
+    return bool(match) and _canonical(match[1]) == BUILTIN_DIST and "extra" not in requirement.partition(";")[2]
+
+
+def _near_group(group: str) -> bool:
+    """An entry-point group that looks like a misspelt ``rlte_plugins`` (``rlte-plugins``, ``rlte_plugin``...)."""
+    if group == ENTRY_POINT_GROUP:
+        return False
+    plain = re.sub(r"[-_.\s]+", "_", group).lower()
+    return plain == ENTRY_POINT_GROUP or difflib.SequenceMatcher(None, plain, ENTRY_POINT_GROUP).ratio() >= 0.85
+
+
+def _check_hook_names(plugin: str, callers: Iterable[Any]) -> None:
+    """Refuse hook implementations that no hook spec declares (pluggy would say "unknown hook" without a hint)."""
+    for caller in callers:
+        if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls()):
+            continue
+        close = difflib.get_close_matches(caller.name, list(HOOKS.values()), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RegistrationError(
+            f"plugin {plugin!r} implements unknown hook {caller.name!r}{hint} (hooks: {', '.join(HOOKS.values())})"
+        )
+
+
+def _unmarked_hooks(plugin: Any, marked: list[str]) -> list[str]:
+    """Functions named like hooks that lack ``@hookimpl``: pluggy ignores them silently."""
+    out = []
+    for attr in dir(plugin):
+        if not attr.startswith("register_") or attr in marked or not callable(getattr(plugin, attr, None)):
+            continue
+        close = difflib.get_close_matches(attr, list(HOOKS.values()), n=1)
+        if close:
+            named = "" if close[0] == attr else f" (and the hook is called {close[0]!r})"
+            out.append(f"{attr} is not marked with @rlte_plugins.hookimpl, so it is never called{named}")
+    return out
+
+
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 

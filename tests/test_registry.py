@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import types
@@ -171,23 +170,126 @@ def test_plugin_registering_the_same_name_twice_fails():
     assert reg.plugins[0].status == "failed" and "twice" in reg.plugins[0].error
 
 
-def _rlte_json(*args, env=None):
-    import os
+def test_misspelt_hook_gets_did_you_mean():
+    reg = Registry.from_plugins([("p", _plugin(register_encoder=lambda register: None))])
+    assert reg.plugins[0].status == "failed"
+    assert "unknown hook 'register_encoder'; did you mean 'register_encoders'?" in reg.plugins[0].error
 
-    out = subprocess.run(
-        [sys.executable, "-m", "rlte_plugins.cli", *args, "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **(env or {})},
+
+def test_hook_without_hookimpl_is_reported():
+    module = types.ModuleType("unmarked_plugin")
+    module.register_encoders = lambda register: register("never", _mlp_factory)
+    module.register_rewardz = lambda register: None
+    reg = Registry.from_plugins([("p", module)])
+    assert reg.plugins[0].status == "loaded" and reg.plugins[0].components == 0
+    problems = [p.problem for p in rlte_plugins.registry.plugin_problems(reg)]
+    assert any(
+        "register_encoders is not marked with @rlte_plugins.hookimpl, so it is never called" in p for p in problems
     )
-    return json.loads(out.stdout)
+    assert any("register_rewardz is not marked" in p and "called 'register_rewards'" in p for p in problems)
 
 
-def test_allow_and_deny_lists(broken_site):
-    plugins = {
-        p["name"]: p["status"] for p in _rlte_json("plugins", env={"RLTE_DISABLE_PLUGINS": "rlte_broken, rlte-example"})
-    }
-    assert plugins == {"rlte_plugins": "loaded", "rlte_example": "disabled", "rlte_broken": "disabled"}
-    plugins = {p["name"]: p["status"] for p in _rlte_json("plugins", env={"RLTE_PLUGINS": "rlte-example"})}
-    assert plugins == {"rlte_plugins": "loaded", "rlte_example": "loaded", "rlte_broken": "disabled"}
+@pytest.mark.parametrize(
+    ("group", "near"),
+    [
+        ("rlte-plugins", True),
+        ("rlte_plugin", True),
+        ("RLTE_PLUGINS", True),
+        ("rlte_plugins", False),
+        ("pytest11", False),
+    ],
+)
+def test_entry_point_groups_close_to_ours(group, near):
+    assert rlte_plugins.registry._near_group(group) is near
+
+
+def _failing_factory(error: Exception):
+    def factory(width: int = 1):
+        """Raises whatever it was given."""
+        raise error
+
+    return factory
+
+
+@pytest.fixture()
+def own_registry(monkeypatch):
+    """Point make() at a registry of in-process plugins for one test."""
+
+    def use(**encoders):
+        def register_encoders(register):
+            for name, factory in encoders.items():
+                register(name, factory)
+
+        reg = Registry.from_plugins([("p", _plugin(register_encoders=register_encoders))])
+        monkeypatch.setattr(rlte_plugins.registry, "get_registry", lambda: reg)
+        return reg
+
+    return use
+
+
+def test_make_names_the_component_whose_constructor_raised(own_registry):
+    import pickle
+
+    original = ValueError("width must be even\nsecond line")
+    own_registry(bad=_failing_factory(original))
+    with pytest.raises(ValueError) as info:  # still the original type for Python callers
+        rlte_plugins.make("encoder", "bad")
+    err = info.value
+    assert isinstance(err, rlte_plugins.errors.ComponentError) and err.__cause__ is original
+    assert str(err) == "encoder 'bad' from p 0 failed while being made: ValueError: width must be even"
+    assert (err.kind, err.name, err.provider, err.version) == ("encoder", "bad", "p", "0")
+    copy = pickle.loads(pickle.dumps(err))  # crosses process boundaries (bench workers)
+    assert isinstance(copy, ValueError) and str(copy) == str(err) and copy.provider == "p"
+
+
+def test_make_passes_deliberate_errors_and_names_the_innermost_component(own_registry):
+    deliberate = rlte_plugins.SpecMismatchError("encoder 'bad': does not fit")
+
+    def outer(width: int = 1):
+        return rlte_plugins.make("encoder", "inner")
+
+    own_registry(bad=_failing_factory(deliberate), inner=_failing_factory(KeyError("k")), outer=outer)
+    with pytest.raises(rlte_plugins.SpecMismatchError) as info:
+        rlte_plugins.make("encoder", "bad")
+    assert info.value is deliberate
+    with pytest.raises(KeyError, match="encoder 'inner' from p 0 failed while being made: KeyError: 'k'"):
+        rlte_plugins.make("encoder", "outer")
+
+
+def test_build_errors_are_traced_back_to_their_component(own_registry):
+    from rlte_plugins.registry import component_failure
+
+    class Built:
+        def __init__(self, width: int = 1):
+            self.width = width
+
+        def build(self):
+            return [][self.width]
+
+    own_registry(built=Built)
+    component = rlte_plugins.make("encoder", "built")
+    with pytest.raises(IndexError) as info:
+        component.build()
+    err = component_failure(info.value)
+    assert str(err) == "encoder 'built' from p 0 failed while being built: IndexError: list index out of range"
+    assert isinstance(err, IndexError) and err.__cause__ is info.value
+    with pytest.raises(IndexError) as info:
+        [][1]
+    assert component_failure(info.value) is None  # not from a component: a bug to show in full
+    assert component_failure(rlte_plugins.ConfigError("bad key")) is None
+
+
+def test_qualified_name_of_a_plugin_that_is_not_loaded_says_why():
+    from rlte_plugins.registry import PluginInfo
+
+    reg = Registry.from_plugins([("p", _plugin(register_encoders=lambda register: register("enc", _mlp_factory)))])
+    reg.plugins.append(PluginInfo("off", "rlte-off", "2.0", "rlte_off", status="disabled"))
+    with pytest.raises(rlte_plugins.UnknownComponentError, match="comes from plugin 'gone', which is not installed"):
+        reg.get("encoder", "gone:enc")
+    with pytest.raises(rlte_plugins.UnknownComponentError, match=r"plugin 'off' \(rlte-off\), which is disabled"):
+        reg.get("encoder", "off:enc")
+    with pytest.raises(rlte_plugins.UnknownComponentError, match="did you mean 'p:enc'"):
+        reg.get("encoder", "p:emc")  # a loaded plugin: a misspelt name
+    assert reg.unavailable("gone", "rlte-gone", "1.2") == (
+        "plugin 'gone' (rlte-gone 1.2), which is not installed: pip install 'rlte-gone==1.2'"
+    )

@@ -1,4 +1,8 @@
-"""Checkpoint files: state only (``torch.load(weights_only=True)``), written atomically, checked on load."""
+"""Checkpoint files: state only (``torch.load(weights_only=True)``), written atomically, checked on load.
+
+Each file records the plugins that provided its components (``"providers"``: entry-point name ->
+distribution and version), so loading one whose plugin is gone says which package to install.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 import torch
 
 from rlte_plugins.errors import CheckpointError
+from rlte_plugins.registry import get_registry, get_spec
 
 FORMAT = "rlte-plugins/checkpoint"
 FORMAT_VERSION = 1
@@ -23,7 +28,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     """Write ``payload`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "providers": providers_of(payload), **payload}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -57,9 +62,41 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None) -> di
             f"checkpoint {str(path)!r} has format version {data['format_version']}, newer than this "
             f"rlte-plugins reads ({FORMAT_VERSION}); upgrade rlte-plugins"
         )
+    registry = get_registry()
+    for plugin, provider in (data.get("providers") or {}).items():
+        why = registry.unavailable(plugin, provider.get("distribution"), provider.get("version"))
+        if why:
+            raise CheckpointError(f"checkpoint {str(path)!r} was written with {why}")
     if kind is not None and data.get("agent") != kind:
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {data.get('agent')!r} agent, not {kind!r}")
     return data
+
+
+def providers_of(payload: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The plugins behind a payload's agent (``"agent"``, a registry name) and the component references in it
+    (``{"name": "plugin:name", "kwargs": ...}``, as agents store them): entry-point name -> distribution, version.
+    """
+    registry = get_registry()
+    plugins: set[str] = set()
+    agent = payload.get("agent")
+    if isinstance(agent, str):
+        try:
+            plugins.add(get_spec("agent", agent).plugin)
+        except LookupError:
+            pass  # an agent class used without the registry: nothing to record
+    stack: list[Any] = [payload]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = node.get("name")
+            if set(node) == {"name", "kwargs"} and isinstance(name, str) and ":" in name:
+                plugins.add(name.partition(":")[0])
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return {
+        p.name: {"distribution": p.distribution, "version": p.version} for p in registry.plugins if p.name in plugins
+    }
 
 
 def rng_state() -> dict[str, Any]:

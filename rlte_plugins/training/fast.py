@@ -73,8 +73,10 @@ class FastPPO:
             MLP (one for the actor, a separate one for the critic: rl8's default model) and the distribution
             matching the action space.
         epochs: passes over each rollout; ``minibatch_size``: samples per gradient step (``None``: the whole
-            rollout, rl8's default); ``grad_accumulation``: minibatches summed into one optimiser step.
-        lr, entropy_coef: numbers or schedules in environment transitions (``"linear(3e-4, 0, 10000000)"``).
+            rollout, rl8's default); ``grad_accumulation``: consecutive minibatches of an epoch averaged into one
+            optimiser step (rl8's meaning); it must divide the minibatches per epoch.
+        lr, entropy_coef: numbers or schedules in environment transitions (``"linear(3e-4, 0, 10000000)"``), read
+            at the frames collected before the rollout being trained on (the first update uses their start).
         gamma, gae_lambda: discount and GAE lambda (rl8: 0.95 and 0.95).
         clip_epsilon: PPO ratio clip. ``clip_value``: clip the value update around the old value (``None``: off).
         value_coef, max_grad_norm: loss weight of the critic, global gradient-norm clip.

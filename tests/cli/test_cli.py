@@ -126,3 +126,82 @@ def test_every_component_has_a_summary_and_info_shows_forwarded_arguments(capsys
     assert main(["info", "augmentation", "random_shift", "--json"]) == 0
     params = {p["name"]: p for p in json.loads(capsys.readouterr().out)["parameters"]}
     assert {"pad", "in_keys", "out_keys", "seed"} <= set(params)
+
+
+def test_exit_statuses(tmp_path, capsys, monkeypatch):
+    import pytest
+
+    from rlte_plugins import cli
+
+    assert main(["list"]) == 0
+    assert main([]) == 0 and "exit status:" in capsys.readouterr().out  # help, with the table of statuses
+    for argv in (["--bogus"], ["list", "--bogus"], ["train", "--seed", "x"]):  # argparse: usage errors
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    capsys.readouterr()
+    assert main(["info", "encoder", "mpl"]) == 2  # unknown name
+    assert main(["list", "encoder", "zzz"]) == 1  # matched nothing
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    capsys.readouterr()
+    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    assert main(["list"]) == 130 and capsys.readouterr().err == "interrupted\n"
+
+    def bug(args):
+        raise ZeroDivisionError("a bug of rlte itself")
+
+    monkeypatch.setattr(cli, "cmd_list", bug)
+    with pytest.raises(ZeroDivisionError):  # not a component's: the interpreter prints it in full and exits 1
+        main(["list"])
+
+
+def test_an_output_directory_that_cannot_be_created_is_one_line():
+    result = rlte("train", "ppo_cartpole", "--output", "/dev/null/run")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: cannot create the run directory '/dev/null/run' (--output / train.output): Not a directory"
+    ]
+
+
+def test_an_output_path_that_is_a_file_is_one_line(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    result = rlte("train", "ppo_cartpole", "--set", f"train.output={taken}")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: cannot create the run directory '{taken}' (--output / train.output): it exists and is not a directory"
+    ]
+
+
+def test_list_that_matches_nothing_says_what_was_searched(capsys):
+    cases = [
+        (["list", "encoder", "zzz"], "no encoder matches 'zzz' (`rlte list encoder` shows what there is)"),
+        (["list", "encodr"], "no component of any kind matches 'encodr'; did you mean the kind 'encoder'?"),
+        (["list", "mpl"], "no component of any kind matches 'mpl'; did you mean encoder 'mlp'?"),
+        (["list", "encoder", "categorical"], "no encoder matches 'categorical'; distribution 'categorical' does"),
+        (["list", "encoder", "cnn"], "no encoder matches 'cnn'; some names contain it: `rlte list encoder '*cnn*'`"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith(message), (argv, captured.err)
+    assert main(["list", "q*x", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == [] and "no component of any kind matches 'q*x'" in captured.err
+
+
+def test_list_into_a_closed_pipe_ends_quietly():
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before anything is written, as `rlte list | head -0` would
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rlte_plugins.cli", "list"], stdout=write, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 141 and result.stderr == ""

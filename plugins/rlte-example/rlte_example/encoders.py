@@ -1,4 +1,15 @@
-"""A residual MLP encoder, built on rlte-plugins' encoder base class."""
+"""A residual MLP encoder, built on rlte-plugins' encoder base class.
+
+How a component reports bad input (the CLI prints these as one ``error:`` line and exits 2):
+
+* :class:`~rlte_plugins.ComponentArgumentError`: an argument is wrong whatever the environment (a width of 0,
+  an unknown option). Raise it in the constructor, naming the component and the argument.
+* :class:`~rlte_plugins.SpecMismatchError`: the arguments are fine but the component does not fit the
+  environment's observation or action spec. Raise it when building against the spec (``_check`` here).
+* Anything else escaping your code is reported as a failure of your component, with your distribution's name and
+  version ("encoder 'residual_mlp' from rlte-example 0.1.0 failed while being built: ..."), so raise the two
+  above for input you can diagnose.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ import torch
 from torch import nn
 
 from rlte_plugins.encoders.base import VectorEncoder, build_now
+from rlte_plugins.errors import ComponentArgumentError, positive_int
 
 
 class _Block(nn.Module):
@@ -23,9 +35,12 @@ class _Block(nn.Module):
 class ResidualMLPEncoder(VectorEncoder):
     """Residual MLP (pre-LayerNorm blocks) over a flat observation vector.
 
+    Observations must be flat vectors: :class:`VectorEncoder`'s ``_check`` raises
+    :class:`~rlte_plugins.SpecMismatchError` for images, naming a pixel encoder to use instead.
+
     Args:
         width: hidden and feature width.
-        blocks: number of residual blocks.
+        blocks: number of residual blocks (0: a single linear layer).
 
     Examples:
         >>> import torch, rlte_plugins
@@ -47,7 +62,11 @@ class ResidualMLPEncoder(VectorEncoder):
         out_keys: Sequence[str] = ("features",),
     ) -> None:
         super().__init__(in_keys, out_keys)
-        self.width, self.blocks = width, blocks
+        # checked here, where the value enters, rather than left to fail inside nn.Linear when built
+        self.width = positive_int(self._owner(), "width", width)
+        if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 0:
+            raise ComponentArgumentError(f"{self._owner()}: blocks must be an int >= 0, got {blocks!r}")
+        self.blocks = blocks
         build_now(self, observation_spec, None if in_features is None else (in_features,))
 
     def _make(self, shape: tuple[int, ...]) -> tuple[nn.Module, int]:

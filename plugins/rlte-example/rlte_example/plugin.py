@@ -1,6 +1,8 @@
 """Hook implementations: rlte-plugins imports this module (the entry point) and calls the hooks.
 
 Factories are given as "module:attr" strings so that `rlte list` never imports torch through this plugin.
+Every hook must carry ``@hookimpl`` (pluggy ignores unmarked functions; `rlte plugins` warns about them) and be
+named exactly as in :mod:`rlte_plugins.hookspecs` (a misspelt name fails the plugin with a "did you mean").
 """
 
 from rlte_plugins import hookimpl

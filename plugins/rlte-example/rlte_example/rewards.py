@@ -8,6 +8,8 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
+from rlte_plugins.errors import ComponentArgumentError, positive_int
+
 
 class SimHashCountReward(TensorDictModuleBase):
     """Count-based exploration bonus beta / sqrt(n(code)) over SimHash codes of observations.
@@ -45,8 +47,11 @@ class SimHashCountReward(TensorDictModuleBase):
         out_keys: Sequence[str] = ("intrinsic_reward",),
     ) -> None:
         super().__init__()
-        if not 1 <= bits <= 62:
-            raise ValueError(f"reward 'simhash_count': bits must be in [1, 62], got {bits}")
+        # ComponentArgumentError, not ValueError: rlte shows it as the user's argument to change, where anything
+        # else is reported as a failure of this plugin (encoders.py says when to raise which error)
+        if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 62:
+            raise ComponentArgumentError(f"reward 'simhash_count': bits must be an int in [1, 62], got {bits!r}")
+        positive_int("reward 'simhash_count'", "table_size", table_size)
         self.in_keys, self.out_keys = list(in_keys), list(out_keys)
         self.beta, self.bits, self.table_size, self.seed = beta, bits, table_size, seed
         self.register_buffer("projection", torch.empty(0))

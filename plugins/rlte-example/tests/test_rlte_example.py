@@ -1,5 +1,6 @@
 """Tests of the template plugin, through rlte-plugins' registry (the plugin must be installed)."""
 
+import pytest
 import torch
 from tensordict import TensorDict
 
@@ -13,10 +14,14 @@ def test_registered_with_provider():
 
 
 def test_residual_mlp_trains():
+    # a smooth target the encoder can learn (random targets only test memorisation, and their loss ratio spreads
+    # up to 0.5 over seeds); seeded, so the ratio is the same on every run: 0.03, with a 10x drop required
+    torch.manual_seed(0)
     enc = rlte_plugins.make("encoder", "residual_mlp", in_features=3, width=16, blocks=1)
     head = torch.nn.Linear(16, 1)
     opt = torch.optim.Adam([*enc.parameters(), *head.parameters()], lr=1e-2)
-    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    x = torch.randn(64, 3)
+    y = x.sin().sum(-1, keepdim=True)
     losses = []
     for _ in range(50):
         loss = ((head(enc(TensorDict(observation=x, batch_size=[64]))["features"]) - y) ** 2).mean()
@@ -24,7 +29,7 @@ def test_residual_mlp_trains():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.1 * losses[0]
 
 
 def test_simhash_bonus_decays_with_visits_and_separates_states():
@@ -34,3 +39,19 @@ def test_simhash_bonus_decays_with_visits_and_separates_states():
     bonus.update(seen)
     assert torch.allclose(bonus(seen)["intrinsic_reward"], torch.full((4, 1), 0.5))
     assert bonus(novel)["intrinsic_reward"].item() == 1.0
+
+
+def test_bad_arguments_are_one_clear_error():
+    error = rlte_plugins.ComponentArgumentError
+    with pytest.raises(error, match=r"reward 'simhash_count': bits must be an int in \[1, 62\], got 100"):
+        rlte_plugins.make("reward", "simhash_count", bits=100)
+    with pytest.raises(error, match="encoder 'residual_mlp': width must be a positive int, got 0"):
+        rlte_plugins.make("encoder", "residual_mlp", width=0)
+
+
+def test_observations_that_do_not_fit_are_a_spec_mismatch():
+    from torchrl.data import Composite, Unbounded
+
+    pixels = Composite(observation=Unbounded(shape=(3, 8, 8)))
+    with pytest.raises(rlte_plugins.SpecMismatchError, match="encoder 'residual_mlp' encodes flat vectors"):
+        rlte_plugins.make("encoder", "residual_mlp", observation_spec=pixels)
