@@ -26,14 +26,21 @@ def _log_one_minus_tanh_sq(u: torch.Tensor) -> torch.Tensor:
 class SquashedNormal(D.Distribution):
     """``low + (tanh(u) + 1) / 2 * (high - low)`` with ``u ~ Normal(loc, scale)`` independently per dimension.
 
-    ``log_prob`` is the change of variables ``log N(u) - sum log|d action / d u|`` at ``u = atanh`` of the action
-    (clamped just inside the bounds), always computed from the action alone, so the score a ``ProbabilisticActor``
-    writes while collecting is bit for bit what a loss recomputes from the stored action. Scoring the exact pre-tanh
-    draw at sampling instead (a cache, or TorchRL's ``rsample_and_log_prob`` hook, which ``ProbabilisticActor``
-    prefers when it exists) disagrees with any re-evaluation once float32 ``tanh`` rounds to +-1 (``|u| > 9``):
-    with ``scale = exp(2)`` that put 26% of PPO ratios outside [0.8, 1.2] before any update. ``entropy`` has no
-    closed form; it returns the single-sample Monte-Carlo estimate ``-log p(u)`` at exact pre-tanh draws, unbiased
-    and differentiable (pass ``samples`` to average more).
+    ``log_prob`` is the change of variables ``log N(u) - sum log|d action / d u|``. Which ``u`` it uses depends on
+    what is scored, because float32 ``tanh`` rounds ``|u| > 9`` onto the bounds and loses ``u`` well before that:
+
+    - a stored action, or a draw taken without gradient (what a collector writes as ``action_log_prob``): ``u =
+      atanh`` of the action (clamped just inside the bounds). The score then depends on the action alone, so the
+      collector's score is bit for bit what an on-policy loss recomputes from the stored action (scoring the
+      exact draw there instead put 26% of PPO ratios outside [0.8, 1.2] before any update, at ``scale = exp(2)``).
+    - a reparameterised draw taken with gradient (``rsample`` in SAC's or DrQ's actor loss), scored right after:
+      the exact pre-tanh draw, as TorchRL's ``TanhNormal`` does. Saturated draws then keep their true density and
+      a Jacobian term that pulls the mean back from the bound (scored through ``atanh`` of a rounded action, its
+      gradient pointed the other way: -27 instead of +2 at ``loc = 12``).
+
+    ``entropy`` has no closed form; it returns the Monte-Carlo estimate ``-log p(u)`` at exact reparameterised
+    draws (``samples`` of them). Parameters are used in at least float32, also under bf16 autocast: the bounds
+    and ``atanh`` need the precision.
 
     Examples:
         >>> import torch
@@ -55,18 +62,23 @@ class SquashedNormal(D.Distribution):
         high: torch.Tensor | float = 1.0,
         validate_args: bool | None = None,
     ) -> None:
-        self.loc, self.scale = loc, scale
-        self.low = torch.as_tensor(low, dtype=loc.dtype, device=loc.device)
-        self.high = torch.as_tensor(high, dtype=loc.dtype, device=loc.device)
+        dtype = torch.promote_types(loc.dtype, torch.float32)
+        self.loc, self.scale = loc.to(dtype), scale.to(dtype)
+        self.low = torch.as_tensor(low, device=loc.device).to(dtype)
+        self.high = torch.as_tensor(high, device=loc.device).to(dtype)
         self._half_range = (self.high - self.low) / 2.0
-        self._base = D.Normal(loc, scale, validate_args=False)
+        self._base = D.Normal(self.loc, self.scale, validate_args=False)
+        self._draw: tuple[torch.Tensor, torch.Tensor] | None = None  # (action, exact u) of the last draw with grad
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
     def _squash(self, u: torch.Tensor) -> torch.Tensor:
         return self.low + (torch.tanh(u) + 1.0) * self._half_range
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        return self._squash(self._base.rsample(sample_shape))
+        u = self._base.rsample(sample_shape)
+        action = self._squash(u)
+        self._draw = (action, u) if u.requires_grad else None
+        return action
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
@@ -83,10 +95,11 @@ class SquashedNormal(D.Distribution):
         return (self._base.log_prob(u) - log_det).sum(-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self._log_prob_pre_tanh(self._pre_tanh(value))
+        if self._draw is not None and value is self._draw[0]:
+            return self._log_prob_pre_tanh(self._draw[1])
+        return self._log_prob_pre_tanh(self._pre_tanh(value.to(self.loc.dtype)))
 
     def entropy(self, samples: int = 1) -> torch.Tensor:
-        # an estimate, never compared with a stored score, so it uses the exact draws (no atanh round trip)
         return -self._log_prob_pre_tanh(self._base.rsample(torch.Size([samples]))).mean(0)
 
     @property

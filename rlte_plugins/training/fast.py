@@ -538,12 +538,18 @@ class FastPPO:
         """Returns of ``episodes`` complete episodes, one per env of ``env`` (the mode action when
         ``deterministic``, sampled otherwise). Without ``env``, one is made like the training env with
         ``episodes`` envs and a new seed drawn from the algorithm's evaluation generator, so successive
-        evaluations see new start states and a resumed run draws the same ones. Raises if an episode has not
-        ended after ``max_steps`` steps."""
+        evaluations see new start states and a resumed run draws the same ones. Sampled actions come from that
+        seed too, inside a fork of torch's generators: evaluating never changes the training run. Raises if an
+        episode has not ended after ``max_steps`` steps."""
         positive_int("algorithm 'fast_ppo'", "episodes", episodes)
-        if env is None:
-            seed = int(torch.randint(2**31 - 1, (), generator=self._eval_seeds))
-            env = self._make_env_copy(episodes, seed)
+        seed = int(torch.randint(2**31 - 1, (), generator=self._eval_seeds))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # making and seeding the env included
+            torch.manual_seed(seed)
+            env = env or self._make_env_copy(episodes, seed)
+            return self._run_evaluation(env, episodes, max_steps, deterministic)
+
+    def _run_evaluation(self, env: EnvBase, episodes: int, max_steps: int, deterministic: bool) -> list[float]:
         td = env.reset()
         done_once = torch.zeros(env.batch_size, dtype=torch.bool, device=self.device)
         returns = torch.zeros(env.batch_size, device=self.device)
@@ -580,6 +586,12 @@ class FastPPO:
         return make("env", ref.name, **kwargs)
 
     # -- checkpoint state ---------------------------------------------------------------------------------
+    @staticmethod
+    def state_dict_keys() -> tuple[str, ...]:
+        """The entries of :meth:`state_dict`."""
+        return ("policy", "optimizer", "scaler", "frames", "iterations", "obs_rms", "ret_rms", "discounted",
+                "shuffle_rng", "eval_seed_rng", "rng", "env", "td")  # fmt: skip
+
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly: weights, optimiser, scaler, counters, the
         normalisation statistics, the RNG states, the env's state and the current observation."""
@@ -605,6 +617,12 @@ class FastPPO:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = [k for k in self.state_dict_keys() if k not in state]
+        if missing:  # checked before anything is loaded, so a refused checkpoint leaves the algorithm as it was
+            raise CheckpointError(
+                f"algorithm 'fast_ppo': the checkpoint lacks {', '.join(missing)} (written by another version, or not "
+                "a fast_ppo checkpoint)"
+            )
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])

@@ -43,8 +43,14 @@ def rollout(num_envs: int = 3, steps: int = 6) -> TensorDict:
         observation=obs,
         action=torch.zeros(num_envs, steps, dtype=torch.long),
         action_log_prob=torch.zeros(num_envs, steps),
-        next=TensorDict(observation=nxt, reward=reward, done=done, terminated=terminated, truncated=truncated,
-                        batch_size=[num_envs, steps]),  # fmt: skip
+        next=TensorDict(
+            observation=nxt,
+            reward=reward,
+            done=done,
+            terminated=terminated,
+            truncated=truncated,
+            batch_size=[num_envs, steps],
+        ),  # fmt: skip
         batch_size=[num_envs, steps],
     )
 

@@ -327,3 +327,64 @@ def test_deterministic_actor_and_noise_feed_torchrl_td3_loss():
     out = loss(data)
     (out["loss_actor"] + out["loss_qvalue"]).backward()
     assert all(p.grad is not None for p in head.parameters())
+
+
+class _ZeroQ(torch.nn.Module):
+    """Q = 0 with a parameter (SACLoss needs one): the actor loss is then the entropy term alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return (observation.sum(-1, keepdim=True) + action.sum(-1, keepdim=True)) * self.weight
+
+
+@pytest.mark.parametrize("loc,log_std", [(0.0, 2.0), (10.0, 0.0), (12.0, -1.0)], ids=["wide", "saturated", "deep"])
+def test_squashed_normal_in_sac_loss_scores_its_draws_exactly(loc, log_std):
+    """SAC's actor loss scores reparameterised draws: with Q = 0 it is ``alpha * E[log pi]``, whose value and
+    gradient must be those of the exact pre-tanh draws (TorchRL's ``TanhNormal``), saturated ones included: scored
+    through ``atanh`` of the rounded action, the gradient on ``loc`` had the wrong sign (-27 instead of +2)."""
+    from tensordict.nn import TensorDictModule
+    from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
+    from torchrl.objectives import SACLoss
+
+    class LocScale(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loc = torch.nn.Parameter(torch.full((1,), loc))
+            self.log_std = torch.nn.Parameter(torch.full((1,), log_std))
+
+        def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            shape = (*observation.shape[:-1], 1)
+            return self.loc.expand(shape), self.log_std.exp().expand(shape)
+
+    spec = Bounded(-1.0, 1.0, shape=(1,))
+    n = 4096
+    batch = TensorDict(
+        observation=torch.zeros(n, 3),
+        action=torch.zeros(n, 1),
+        next=TensorDict(
+            observation=torch.zeros(n, 3),
+            reward=torch.zeros(n, 1),
+            done=torch.zeros(n, 1, dtype=torch.bool),
+            terminated=torch.zeros(n, 1, dtype=torch.bool),
+            batch_size=[n],
+        ),  # fmt: skip
+        batch_size=[n],
+    )
+    results = []
+    for cls in (SquashedNormal, TanhNormal):
+        net = LocScale()
+        actor = ProbabilisticActor(TensorDictModule(net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
+                                   distribution_class=cls, distribution_kwargs={"low": -1.0, "high": 1.0},
+                                   return_log_prob=True, spec=spec)  # fmt: skip
+        zero_q = ValueOperator(_ZeroQ(), in_keys=["observation", "action"])
+        loss = SACLoss(actor, zero_q, num_qvalue_nets=2, action_spec=spec, alpha_init=1.0, fixed_alpha=True)
+        torch.manual_seed(0)  # the same draws for both
+        actor_loss, _ = loss.actor_loss(batch.clone())
+        actor_loss.backward()
+        results.append(torch.stack([actor_loss.detach(), net.loc.grad[0], net.log_std.grad[0]]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-4)
+    if loc > 5:  # saturated: minimising E[log pi] pulls the mean back from the bound
+        assert results[0][1] > 1.9

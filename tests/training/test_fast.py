@@ -226,6 +226,35 @@ def test_evaluation_honours_the_flag_draws_new_start_states_and_raises_at_the_ca
         never_ends.evaluate(episodes=4, max_steps=50)
 
 
+def test_evaluation_never_changes_the_training_run():
+    def train(evaluate):
+        algo = _small(seed=0)
+        algo.collect()
+        algo.step()
+        if evaluate is not None:
+            algo.evaluate(episodes=4, deterministic=evaluate)
+        algo.collect()
+        algo.step()
+        return torch.cat([p.detach().flatten() for p in algo.policy.parameters()])
+
+    plain = train(None)
+    assert torch.equal(train(True), plain) and torch.equal(train(False), plain)
+    # sampled evaluations are reproducible from the algorithm's state: same seed, same sampled actions
+    first, second = _small(seed=1), _small(seed=1)
+    assert first.evaluate(episodes=6, deterministic=False) == second.evaluate(episodes=6, deterministic=False)
+
+
+def test_a_checkpoint_missing_entries_is_refused_before_anything_is_loaded():
+    algo = _small()
+    state = algo.state_dict()
+    del state["eval_seed_rng"]
+    other = _small(seed=9)
+    before = [p.detach().clone() for p in other.policy.parameters()]
+    with pytest.raises(CheckpointError, match="lacks eval_seed_rng"):
+        other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(before, other.policy.parameters(), strict=True))
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ComponentArgumentError, match="minibatch_size must divide"):
         FastPPO("torch_cartpole", num_envs=8, horizon=8, minibatch_size=10)
@@ -340,8 +369,9 @@ def test_recurrent_sequences_replay_the_collected_log_probs_exactly(cell, length
 def _recurrent(seed, **options):
     from rlte_plugins.training.fast_recurrent import RecurrentFastPPO
 
-    options = {**dict(num_envs=16, horizon=32, sequence_length=16, burn_in=4, hidden_size=32, lr=3e-3, gamma=0.99,
-                      encoder={"name": "mlp", "num_cells": [32]}, minibatch_size=128, seed=seed), **options}  # fmt: skip
+    defaults = dict(num_envs=16, horizon=32, sequence_length=16, burn_in=4, hidden_size=32, lr=3e-3, gamma=0.99,
+                    encoder={"name": "mlp", "num_cells": [32]}, minibatch_size=128, seed=seed)  # fmt: skip
+    options = {**defaults, **options}
     return RecurrentFastPPO("torch_cartpole", **options)
 
 
