@@ -192,9 +192,29 @@ class NStepReplayStorage(ReplayStorage):
                 f"{list(batch.batch_size)}"
             )
         self._require()
+        pending = self._multistep._buffer
+        if pending is not None and batch.device is not None and pending.device != batch.device:
+            self._multistep._buffer = pending.to(batch.device)  # restored from a checkpoint onto another device
         done = self._multistep.inv(batch)
+        if self._multistep._buffer is not None:
+            # the held-back steps are views of `batch`: a collector that refills one preallocated rollout in place
+            # would otherwise rewrite them before the next add completes their windows
+            self._multistep._buffer = self._multistep._buffer.clone()
         if done is not None and done.numel():
             self._extend(done.reshape(-1))
+
+    def state_dict(self) -> dict[str, Any]:
+        # the transform holds back the last n steps of each env until the next add completes their windows: without
+        # them a resumed run would never store those steps nor any window crossing the checkpoint. That buffer is
+        # all it keeps between calls (n and gamma come from the constructor).
+        pending = self._multistep._buffer if self.buffer is not None else None
+        return {**super().state_dict(), "nstep_pending": None if pending is None else pending.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        pending = state.pop("nstep_pending", None)
+        super().load_state_dict(state)
+        self._multistep._buffer = None if pending is None else TensorDict().load_state_dict(pending, strict=False)
 
 
 class SumTreeSampler(Sampler):
@@ -250,7 +270,11 @@ class SumTreeSampler(Sampler):
         if count == 0:
             raise RuntimeError("cannot sample from an empty prioritized replay")
         total = self.tree[1]
-        u = torch.rand(batch_size, dtype=torch.float64, device=self.device, generator=self._generator())
+        rng = self._rng
+        # drawn where the buffer's generator lives (the CPU) and moved: a seeded buffer samples reproducibly on any
+        # device (the global CUDA generator is in no checkpoint of the buffer), and resumes with its saved state
+        device = self.device if rng is None else rng.device
+        u = torch.rand(batch_size, dtype=torch.float64, device=device, generator=rng).to(self.device)
         mass = u * total * (1 - 1e-12)
         node = torch.ones(batch_size, dtype=torch.long, device=self.device)
         for _ in range(self._depth):
@@ -263,12 +287,6 @@ class SumTreeSampler(Sampler):
         p_min = self.priorities(count).min()
         weight = (p / p_min).pow(-self.beta).float()
         return index, {"priority_weight": weight}
-
-    def _generator(self) -> torch.Generator | None:
-        rng = self._rng
-        if rng is not None and rng.device != self.device:
-            return None
-        return rng
 
     def state_dict(self) -> dict[str, Any]:
         return {"tree": self.tree.clone(), "max_priority": self.max_priority, "beta": self.beta}
@@ -344,6 +362,16 @@ class PrioritizedReplayStorage(ReplayStorage):
         self.steps += int(frames)
         self._require()
         self.sampler.beta = self.beta(self.steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        # the sampler's state (sum tree, max priority, current beta) and generator come with the buffer's; the
+        # schedule's position does not: without it a resumed run's beta would restart from the schedule's start
+        return {**super().state_dict(), "beta_steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.steps = int(state.pop("beta_steps", 0))
+        super().load_state_dict(state)
 
     def update_priority(self, batch: TensorDictBase, td_error: torch.Tensor) -> None:
         """Set the priorities of the transitions in ``batch`` (a sample) to ``|td_error| + eps``."""

@@ -3,6 +3,8 @@ HER relabelling and rewards, uniform replay basics."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -151,6 +153,64 @@ def test_nstep_td0_targets_with_terminations_and_truncations_in_batched_rollouts
     check(rb.sample())
 
 
+def checkpoint(rb, through_file):
+    """``rb``'s state as a resumed run gets it: saved with ``torch.save`` and read back with ``weights_only=True``."""
+    state = rb.state_dict()
+    if not through_file:
+        return state
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def assert_same_leaves(actual, expected):
+    actual = dict(actual.items(include_nested=True, leaves_only=True))
+    expected = dict(expected.items(include_nested=True, leaves_only=True))
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        assert actual[key].dtype == value.dtype and torch.equal(actual[key], value), key
+
+
+@pytest.mark.parametrize("through_file", [False, True])
+@pytest.mark.parametrize("first", [6, 2])  # a first add longer than n, and one shorter (nothing stored before it)
+def test_nstep_resumed_between_adds_stores_exactly_the_uninterrupted_transitions(first, through_file):
+    # the review's case: n = 3, two envs, 12 steps. Resumed without the held-back steps, 6 + 6 stored 12 of 18
+    # (steps 3-5 of each env never stored, no window across the adds). Episode ends on both sides of the boundary.
+    n = 3
+    terminated = [[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+    truncated = [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0]]
+    data = ended_rollout(terminated, truncated)
+
+    def make():
+        return rlte_plugins.make("storage", "nstep_replay", n=n, gamma=0.9, capacity=100, batch_size=8, seed=0).build()
+
+    uninterrupted = make()
+    uninterrupted.add(data[:, :first])
+    uninterrupted.add(data[:, first:])
+    before = make()
+    before.add(data[:, :first])
+    resumed = make()
+    resumed.load_state_dict(checkpoint(before, through_file))
+    resumed.add(data[:, first:])
+    assert len(uninterrupted) == 2 * (12 - n)
+    assert len(resumed) == len(uninterrupted)
+    assert_same_leaves(resumed.buffer[:], uninterrupted.buffer[:])  # same values in the same slots
+    assert_same_leaves(resumed.sample(), uninterrupted.sample())
+    # and the steps held back now are the same too: the next add continues identically
+    more = ended_rollout([[0] * 4] * 2, [[0] * 4] * 2)
+    for rb in (uninterrupted, resumed):
+        rb.add(more)
+    assert_same_leaves(resumed.buffer[:], uninterrupted.buffer[:])
+
+
+def test_nstep_checkpoint_of_a_storage_without_data_resumes_empty():
+    rb = rlte_plugins.make("storage", "nstep_replay", n=3, capacity=10).build()
+    resumed = rlte_plugins.make("storage", "nstep_replay", n=3, capacity=10).build()
+    resumed.load_state_dict(checkpoint(rb, through_file=True))
+    assert len(resumed) == 0 and resumed._multistep._buffer is None
+
+
 def test_nstep_refuses_flat_data():
     rb = rlte_plugins.make("storage", "nstep_replay").build()
     with pytest.raises(ComponentArgumentError, match="num_envs, T"):
@@ -190,6 +250,57 @@ def test_prioritized_new_transitions_get_max_priority_and_updates_from_td_errors
     assert p[4] == pytest.approx(10.0, rel=1e-5) and p[5] == pytest.approx(10.0, rel=1e-5)
     rb.step(500_000)
     assert rb.sampler.beta == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("through_file", [False, True])
+def test_prioritized_resume_continues_the_beta_schedule_and_samples_identically(through_file):
+    # the review's case: beta linear 0.4 -> 1.0 over 1000 frames. The resumed run restarted the schedule: after
+    # 900 frames beta was 0.94 in the original and 0.46 in the resumed run.
+    def make():
+        return rlte_plugins.make("storage", "prioritized_replay", alpha=0.6, beta="linear(0.4, 1.0, 1000)",
+                                 capacity=32, batch_size=16, seed=3).build()  # fmt: skip
+
+    rb = make()
+    g = torch.Generator().manual_seed(0)
+    for chunk in range(3):
+        rb.add(TensorDict(x=torch.arange(8.0) + 8 * chunk, batch_size=[8]))
+        rb.step(300)
+        batch = rb.sample()
+        rb.update_priority(batch, torch.rand(16, generator=g) * 5)  # new transitions get the max seen so far
+    resumed = make()
+    resumed.load_state_dict(checkpoint(rb, through_file))
+    for storage in (rb, resumed):
+        storage.step(0)  # the schedule recomputes beta from its position (from the start after the resume: 0.4)
+    assert resumed.sampler.beta == rb.sampler.beta == pytest.approx(0.94)
+    assert resumed.sampler.max_priority == rb.sampler.max_priority
+    assert torch.equal(resumed.sampler.tree, rb.sampler.tree)
+    for _ in range(3):
+        batches = rb.sample(), resumed.sample()
+        assert torch.equal(batches[1]["index"], batches[0]["index"])
+        assert torch.equal(batches[1]["priority_weight"], batches[0]["priority_weight"])
+        assert torch.equal(batches[1]["x"], batches[0]["x"])
+        for storage, batch in zip((rb, resumed), batches, strict=True):
+            storage.update_priority(batch, batch["x"] + 1.0)
+            storage.add(TensorDict(x=torch.arange(2.0) + 100, batch_size=[2]))  # at the max priority
+            storage.step(50)
+        assert resumed.sampler.beta == rb.sampler.beta
+    assert torch.equal(resumed.sampler.tree, rb.sampler.tree)
+    assert_same_leaves(resumed.buffer[:], rb.buffer[:])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_prioritized_on_cuda_samples_reproducibly_and_resumes():
+    # the sum tree is on the storage's device; the buffer's seeded generator is on the CPU (its state is saved)
+    def make():
+        return rlte_plugins.make("storage", "prioritized_replay", capacity=32, batch_size=16, seed=3).build("cuda")
+
+    runs = [make() for _ in range(2)]
+    for rb in runs:
+        rb.add(TensorDict(x=torch.arange(20.0, device="cuda"), batch_size=[20]))
+    assert torch.equal(runs[0].sample()["index"], runs[1].sample()["index"])
+    resumed = make()
+    resumed.load_state_dict(checkpoint(runs[0], through_file=True))
+    assert torch.equal(resumed.sample()["index"], runs[0].sample()["index"])
 
 
 def test_prioritized_sampler_tree_is_consistent_after_many_updates():
@@ -351,3 +462,23 @@ def test_replay_keeps_each_transition_whole_when_one_add_exceeds_the_capacity(tm
         stored = rb.buffer[:]
         assert sorted(stored["x"].tolist()) == list(range(190, 200))
         assert torch.equal(stored["frames"], stored["x"].int()[:, None, None].expand(10, 48, 16))
+
+
+def test_nstep_held_back_steps_survive_a_batch_refilled_in_place():
+    """A direct collector refills one preallocated rollout every iteration: the steps held back for the next add
+    must not change with it."""
+
+    def stored(reuse: bool) -> torch.Tensor:
+        rb = rlte_plugins.make("storage", "nstep_replay", n=3, gamma=0.5, capacity=64).build()
+        batch = ended_rollout(torch.zeros(2, 6), torch.zeros(2, 6))
+        rb.add(batch)
+        second = ended_rollout(torch.zeros(2, 6), torch.zeros(2, 6))
+        second.apply_(lambda x: x + 6 if x.is_floating_point() else x)  # the next 6 steps
+        if reuse:
+            batch.update_(second)  # the same memory, refilled
+        else:
+            batch = second
+        rb.add(batch)
+        return rb.buffer[: len(rb.buffer)]["observation"].flatten()
+
+    assert torch.equal(stored(reuse=True), stored(reuse=False))

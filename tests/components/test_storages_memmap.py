@@ -114,7 +114,7 @@ def test_memmap_storage_behaves_exactly_like_the_in_memory_one(tmp_path, kind):
                 rb.update_priority(batch, batch["x"] + 1.0)
 
 
-@pytest.mark.parametrize("kind", ["replay", "prioritized_replay"])
+@pytest.mark.parametrize("kind", ["replay", "nstep_replay", "prioritized_replay"])
 def test_memmap_checkpoint_resumes_into_files(tmp_path, kind):
     rb = memmap_replay(tmp_path / "run", kind)
     rb.add(pixel_rollout())
@@ -129,7 +129,9 @@ def test_memmap_checkpoint_resumes_into_files(tmp_path, kind):
     assert_same(resumed.sample(), rb.sample())  # the sampler's state came along
     more = pixel_rollout(steps=1)
     for storage in (rb, resumed):
-        storage.add(more)  # the writer continues where the checkpoint left it
+        # the writer continues where the checkpoint left it; n-step: this one step completes the windows of the
+        # steps held back at the checkpoint
+        storage.add(more)
     assert_same(resumed.buffer[:], rb.buffer[:])
 
 
