@@ -174,6 +174,8 @@ class PPO:
         distribution = self._choices["distribution"] or resolve_component("distribution", default_dist)
         policy = self._choices["policy"] or resolve_component("policy", "actor_critic")
         storage = self._choices["storage"] or resolve_component("storage", "rollout")
+        if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
+            distribution.on_policy()
         policy.build(encoder, distribution, self.env.observation_spec, action_spec)
         policy.to(self.device)
         self.components = dict(encoder=encoder, distribution=distribution, policy=policy, storage=storage)

@@ -90,6 +90,12 @@ class DistributionHead(nn.Module):
             spec=action_spec,
         )
 
+    def on_policy(self) -> None:
+        """Called by agents that store actions and score them again in the loss (PPO and its family) before the
+        actor is built: a distribution whose score of a fresh draw can differ from its score of the stored action
+        (``squashed_normal``) switches to the latter, so importance ratios start at exactly 1. Nothing to do for
+        distributions whose score depends on the action alone."""
+
     def _head_out_keys(self) -> list[str]:
         return list(self.param_keys)
 

@@ -23,31 +23,36 @@ def _log_one_minus_tanh_sq(u: torch.Tensor) -> torch.Tensor:
     return 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
 
 
+SCORES = ("exact", "from_action")
+
+
 class SquashedNormal(D.Distribution):
     """``low + (tanh(u) + 1) / 2 * (high - low)`` with ``u ~ Normal(loc, scale)`` independently per dimension.
 
-    ``log_prob`` is the change of variables ``log N(u) - sum log|d action / d u|``. Which ``u`` it uses depends on
-    what is scored, because float32 ``tanh`` rounds ``|u| > 9`` onto the bounds and loses ``u`` well before that:
+    ``log_prob`` is the change of variables ``log N(u) - sum log|d action / d u|``. Float32 ``tanh`` rounds
+    ``|u| > 9`` onto the bounds and loses ``u`` well before that, so which ``u`` scores a draw is a choice:
 
-    - a stored action, or a draw taken without gradient (what a collector writes as ``action_log_prob``): ``u =
-      atanh`` of the action (clamped just inside the bounds). The score then depends on the action alone, so the
-      collector's score is bit for bit what an on-policy loss recomputes from the stored action (scoring the
-      exact draw there instead put 26% of PPO ratios outside [0.8, 1.2] before any update, at ``scale = exp(2)``).
-    - a reparameterised draw taken with gradient (``rsample`` in SAC's or DrQ's actor loss), scored right after:
-      the exact pre-tanh draw, as TorchRL's ``TanhNormal`` does. Saturated draws then keep their true density and
-      a Jacobian term that pulls the mean back from the bound (scored through ``atanh`` of a rounded action, its
-      gradient pointed the other way: -27 instead of +2 at ``loc = 12``).
+    - ``score_draws="exact"`` (the default; TorchRL's ``TanhNormal`` semantics): a draw is scored at its exact
+      pre-tanh value, with or without gradient. What off-policy losses need: SAC's actor loss and its target
+      (next actions drawn without gradient) score saturated draws by their true density, whose Jacobian term
+      pulls the mean back from the bound; scored through ``atanh`` of the rounded action, a draw at ``loc = 12``
+      had log-prob -34.8 instead of 22.2 and a gradient of the wrong sign.
+    - ``score_draws="from_action"``: a draw is scored from the action, exactly as a stored action is re-scored
+      later, so what a collector writes as ``action_log_prob`` is bit for bit what an on-policy loss recomputes
+      (with exact scores, 26% of PPO ratios fell outside [0.8, 1.2] before any update at ``scale = exp(2)``).
+      On-policy agents switch their head to it (:meth:`SquashedNormalHead.on_policy`).
 
-    ``entropy`` has no closed form; it returns the Monte-Carlo estimate ``-log p(u)`` at exact reparameterised
-    draws (``samples`` of them). Parameters are used in at least float32, also under bf16 autocast: the bounds
-    and ``atanh`` need the precision.
+    Any other tensor (a stored action, a copy of a draw) is scored from the action: ``u = atanh`` of it, clamped
+    just inside the bounds. ``entropy`` has no closed form; it returns the Monte-Carlo estimate ``-log p(u)`` at
+    exact reparameterised draws (``samples`` of them). Parameters are used in at least float32, also under bf16
+    autocast: the bounds and ``atanh`` need the precision.
 
     Examples:
         >>> import torch
-        >>> dist = SquashedNormal(torch.zeros(4, 1), torch.full((4, 1), 20.0))  # most draws saturate
+        >>> loc, scale = torch.zeros(4, 1), torch.full((4, 1), 20.0)  # most draws saturate
+        >>> dist = SquashedNormal(loc, scale, score_draws="from_action")
         >>> action = dist.sample()
-        >>> fresh = SquashedNormal(torch.zeros(4, 1), torch.full((4, 1), 20.0))
-        >>> torch.equal(dist.log_prob(action), fresh.log_prob(action.clone()))
+        >>> torch.equal(dist.log_prob(action), SquashedNormal(loc, scale).log_prob(action.clone()))
         True
     """
 
@@ -60,15 +65,19 @@ class SquashedNormal(D.Distribution):
         scale: torch.Tensor,
         low: torch.Tensor | float = -1.0,
         high: torch.Tensor | float = 1.0,
+        score_draws: str = "exact",
         validate_args: bool | None = None,
     ) -> None:
+        if score_draws not in SCORES:
+            raise ValueError(f"score_draws must be one of {', '.join(SCORES)}, got {score_draws!r}")
         dtype = torch.promote_types(loc.dtype, torch.float32)
         self.loc, self.scale = loc.to(dtype), scale.to(dtype)
         self.low = torch.as_tensor(low, device=loc.device).to(dtype)
         self.high = torch.as_tensor(high, device=loc.device).to(dtype)
         self._half_range = (self.high - self.low) / 2.0
         self._base = D.Normal(self.loc, self.scale, validate_args=False)
-        self._draw: tuple[torch.Tensor, torch.Tensor] | None = None  # (action, exact u) of the last draw with grad
+        self._exact = score_draws == "exact"
+        self._draw: tuple[torch.Tensor, torch.Tensor] | None = None  # (action, exact u) of the last draw
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
     def _squash(self, u: torch.Tensor) -> torch.Tensor:
@@ -77,7 +86,7 @@ class SquashedNormal(D.Distribution):
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         u = self._base.rsample(sample_shape)
         action = self._squash(u)
-        self._draw = (action, u) if u.requires_grad else None
+        self._draw = (action, u) if self._exact else None
         return action
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
@@ -136,6 +145,8 @@ class SquashedNormalHead(DistributionHead):
     Args:
         log_std_min, log_std_max: the range the log-standard deviation is squashed into.
         init_gain: orthogonal-init gain of the parameter layer.
+        score_draws: ``"exact"`` (off-policy: SAC, DrQ) or ``"from_action"`` (what on-policy agents switch to
+            through :meth:`on_policy`); see :class:`SquashedNormal`.
 
     Examples:
         >>> import torch, rlte_plugins
@@ -157,9 +168,17 @@ class SquashedNormalHead(DistributionHead):
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
         init_gain: float = 0.01,
+        score_draws: str = "exact",
         in_keys: Sequence[str] = ("features",),
     ) -> None:
         super().__init__(in_keys)
+        if score_draws not in SCORES:
+            from rlte_plugins.errors import ComponentArgumentError
+
+            raise ComponentArgumentError(
+                f"{self._owner()}: score_draws must be one of {', '.join(SCORES)}, got {score_draws!r}"
+            )
+        self.score_draws = score_draws
         if not log_std_min < log_std_max:
             from rlte_plugins.errors import ComponentArgumentError
 
@@ -176,8 +195,14 @@ class SquashedNormalHead(DistributionHead):
                 action_spec, shape, "a bounded continuous action vector (a float Bounded spec)", "diagonal_gaussian"
             )
 
+    def on_policy(self) -> None:
+        """Score draws from their actions: the collector's ``action_log_prob`` then equals the loss's re-score."""
+        self.score_draws = "from_action"
+        if "score_draws" in self.distribution_kwargs:  # already built
+            self.distribution_kwargs["score_draws"] = self.score_draws
+
     def _make(self, in_features: int, action_spec: TensorSpec, shape: tuple[int, ...]) -> nn.Module:
         low = action_spec.space.low.reshape(-1, shape[0])[0].detach().clone()
         high = action_spec.space.high.reshape(-1, shape[0])[0].detach().clone()
-        self.distribution_kwargs: dict[str, Any] = {"low": low, "high": high}
+        self.distribution_kwargs: dict[str, Any] = {"low": low, "high": high, "score_draws": self.score_draws}
         return _LocScale(in_features, shape[0], self.init_gain, self.log_std_min, self.log_std_max)

@@ -262,6 +262,8 @@ class FastPPO:
             distribution = default_distribution(self.env.action_spec)
         distribution = resolve_component("distribution", distribution)
         self.policy = resolve_component("policy", self._policy_choice())
+        if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
+            distribution.on_policy()
         self.policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
         self.policy.to(self.device)
         self.loss_module = ClipPPOLoss(
@@ -538,16 +540,26 @@ class FastPPO:
         """Returns of ``episodes`` complete episodes, one per env of ``env`` (the mode action when
         ``deterministic``, sampled otherwise). Without ``env``, one is made like the training env with
         ``episodes`` envs and a new seed drawn from the algorithm's evaluation generator, so successive
-        evaluations see new start states and a resumed run draws the same ones. Sampled actions come from that
-        seed too, inside a fork of torch's generators: evaluating never changes the training run. Raises if an
-        episode has not ended after ``max_steps`` steps."""
+        evaluations see new start states and a resumed run draws the same ones (a given ``env`` keeps its own
+        generator, which no checkpoint holds). Sampled actions come from a second seed drawn alike, inside a
+        fork of torch's generators, with the policy in eval mode: evaluating never changes the training run.
+        Raises if an episode has not ended after ``max_steps`` steps."""
         positive_int("algorithm 'fast_ppo'", "episodes", episodes)
-        seed = int(torch.randint(2**31 - 1, (), generator=self._eval_seeds))
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # making and seeding the env included
-            torch.manual_seed(seed)
-            env = env or self._make_env_copy(episodes, seed)
-            return self._run_evaluation(env, episodes, max_steps, deterministic)
+        env_seed, action_seed = torch.randint(2**31 - 1, (2,), generator=self._eval_seeds).tolist()
+        cuda = self.device.type == "cuda"
+        # only the generators the fork restores are reseeded (torch.manual_seed would reseed every device's)
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            torch.default_generator.manual_seed(action_seed)
+            if cuda:
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(action_seed)
+            env = env or self._make_env_copy(episodes, env_seed)
+            was_training = self.policy.training
+            self.policy.eval()
+            try:
+                return self._run_evaluation(env, episodes, max_steps, deterministic)
+            finally:
+                self.policy.train(was_training)
 
     def _run_evaluation(self, env: EnvBase, episodes: int, max_steps: int, deterministic: bool) -> list[float]:
         td = env.reset()

@@ -75,7 +75,7 @@ def test_squashed_normal_scores_saturated_actions_alike_at_sampling_and_in_the_l
         TensorDictModule(_WideLocScale(2), ["observation"], ["loc", "scale"]),
         in_keys=["loc", "scale"],
         distribution_class=SquashedNormal,
-        distribution_kwargs={"low": spec.space.low, "high": spec.space.high},
+        distribution_kwargs={"low": spec.space.low, "high": spec.space.high, "score_draws": "from_action"},
         return_log_prob=True,
         spec=spec,
     )
@@ -388,3 +388,39 @@ def test_squashed_normal_in_sac_loss_scores_its_draws_exactly(loc, log_std):
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-4)
     if loc > 5:  # saturated: minimising E[log pi] pulls the mean back from the bound
         assert results[0][1] > 1.9
+
+
+def test_squashed_normal_scores_draws_without_gradient_exactly_by_default():
+    """Off-policy targets draw next actions without gradient (SAC, CrossQ, CQL): the default scores them at the
+    exact pre-tanh value, as TorchRL's TanhNormal does (from the rounded action, loc 12 gave -34.8 for 22.2)."""
+    from torchrl.modules import TanhNormal
+
+    loc, scale = torch.full((2048, 1), 12.0), torch.full((2048, 1), math.exp(-1.0))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        ours = SquashedNormal(loc, scale)
+        score = ours.log_prob(ours.sample())
+        torch.manual_seed(0)
+        # TanhNormal scores its own draws exactly only through rsample_and_log_prob (its plain log_prob of a
+        # saturated draw gives -70 here): what TorchRL's actors and losses call
+        _, expected = TanhNormal(loc, scale, low=-1.0, high=1.0, event_dims=1).rsample_and_log_prob()
+    torch.testing.assert_close(score, expected, rtol=1e-5, atol=1e-4)
+    assert score.mean() > 20
+
+
+def test_on_policy_agents_store_the_score_their_loss_recomputes():
+    """The fast path (and PPO) switch squashed_normal to scoring draws from their actions: a wide, saturating
+    policy's collected log-probs are exactly what the loss's re-score of the stored actions gives."""
+    from rlte_plugins.training.fast import FastPPO
+
+    wide = {"name": "squashed_normal", "log_std_min": 2.0, "log_std_max": 3.0}
+    algo = FastPPO("torch_pendulum", num_envs=16, horizon=16, distribution=wide, seed=0,
+                   encoder={"name": "mlp", "num_cells": [8]})  # fmt: skip
+    algo.collect()
+    data = algo.buffer.reshape(-1)
+    high = algo.env.action_spec.space.high.reshape(-1)[0]
+    assert (data["action"].abs() >= high * (1 - 1e-6)).float().mean() > 0.3  # many actions on the bounds
+    with torch.no_grad():
+        rescored = algo.policy.actor.get_dist(data.clone()).log_prob(data["action"])
+    # equal up to the network's float rounding at another batch size (with exact draw scores: off by up to 30)
+    torch.testing.assert_close(rescored, data["action_log_prob"], rtol=0.0, atol=1e-4)
