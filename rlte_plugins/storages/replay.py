@@ -17,7 +17,7 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, Te
 from torchrl.data.replay_buffers.samplers import Sampler
 
 from rlte_plugins.distributions.noise import Schedule
-from rlte_plugins.errors import ComponentArgumentError, positive_int
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError, positive_int
 
 
 class ReplayStorage:
@@ -206,13 +206,21 @@ class NStepReplayStorage(ReplayStorage):
     def state_dict(self) -> dict[str, Any]:
         # the transform holds back the last n steps of each env until the next add completes their windows: without
         # them a resumed run would never store those steps nor any window crossing the checkpoint. That buffer is
-        # all it keeps between calls (n and gamma come from the constructor).
+        # all it keeps between calls (n and gamma come from the constructor; they are saved to refuse a mismatch).
         pending = self._multistep._buffer if self.buffer is not None else None
-        return {**super().state_dict(), "nstep_pending": None if pending is None else pending.state_dict()}
+        return {**super().state_dict(), "nstep_pending": None if pending is None else pending.state_dict(),
+                "nstep": {"n": self.n, "gamma": self.gamma}}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = dict(state)
         pending = state.pop("nstep_pending", None)
+        saved = state.pop("nstep", None)
+        if saved is not None and (saved["n"], saved["gamma"]) != (self.n, self.gamma):
+            # stored transitions carry rewards summed over n steps with gamma: other values would mix two returns
+            raise CheckpointError(
+                f"{self._owner()}: the checkpoint's buffer holds {saved['n']}-step returns with "
+                f"gamma={saved['gamma']}, this storage makes {self.n}-step returns with gamma={self.gamma}"
+            )
         super().load_state_dict(state)
         self._multistep._buffer = None if pending is None else TensorDict().load_state_dict(pending, strict=False)
 

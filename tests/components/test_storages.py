@@ -482,3 +482,16 @@ def test_nstep_held_back_steps_survive_a_batch_refilled_in_place():
         return rb.buffer[: len(rb.buffer)]["observation"].flatten()
 
     assert torch.equal(stored(reuse=True), stored(reuse=False))
+
+
+def test_nstep_checkpoint_of_other_n_or_gamma_is_refused():
+    rb = rlte_plugins.make("storage", "nstep_replay", n=3, gamma=0.9, capacity=64).build()
+    rb.add(ended_rollout(torch.zeros(2, 6), torch.zeros(2, 6)))
+    state = rb.state_dict()
+    for n, gamma in ((5, 0.9), (3, 0.99)):
+        other = rlte_plugins.make("storage", "nstep_replay", n=n, gamma=gamma, capacity=64).build()
+        with pytest.raises(rlte_plugins.CheckpointError, match="holds 3-step returns with gamma=0.9"):
+            other.load_state_dict(state)
+    same = rlte_plugins.make("storage", "nstep_replay", n=3, gamma=0.9, capacity=64).build()
+    same.load_state_dict(state)
+    assert len(same.buffer) == len(rb.buffer)
