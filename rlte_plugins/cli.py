@@ -314,8 +314,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("train.progress=false")
     config = normalize_config(apply_overrides(raw, overrides), source)
-    if config["train"]["output"] is not None:
-        _make_run_directory(Path(str(config["train"]["output"])))
 
     from rlte_plugins.training.runner import run
 
@@ -327,17 +325,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"final mean return over {len(summary['eval_returns'])} evaluation episodes: {ret:.2f}")
     print(f"run directory: {summary['output']} (checkpoint.pt, learning_curve.png, summary.json)")
     return 0
-
-
-def _make_run_directory(output: Path) -> None:
-    """Create the run directory now, so that a bad ``--output`` is one line before anything is built."""
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = "it exists and is not a directory" if output.exists() and not output.is_dir() else exc.strerror
-        raise ConfigError(
-            f"cannot create the run directory {str(output)!r} (--output / train.output): {reason}"
-        ) from exc
 
 
 def cmd_bench_cartpole(args: argparse.Namespace) -> int:

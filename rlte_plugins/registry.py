@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterable
 from functools import cache, lru_cache
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from rlte_plugins.errors import (
     AmbiguousComponentError,
     ComponentArgumentError,
@@ -577,13 +579,13 @@ def plugin_problems(registry: Registry | None = None) -> list[PluginProblem]:
             PluginProblem(p.distribution, p.version, f"{who}: {w}", "decorate it with @rlte_plugins.hookimpl")
             for w in p.warnings
         ]
-    seen = {_canonical(p.distribution) for p in registry.plugins} | {BUILTIN_DIST}
+    seen = {canonicalize_name(p.distribution) for p in registry.plugins} | {BUILTIN_DIST}
     table = f"[project.entry-points.{ENTRY_POINT_GROUP}]"
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"] or ""
-        if not name or _canonical(name) in seen:
+        if not name or canonicalize_name(name) in seen:
             continue
-        seen.add(_canonical(name))
+        seen.add(canonicalize_name(name))
         who = f"{name} {dist.version}"
         near = sorted({ep.group for ep in dist.entry_points if _near_group(ep.group)})
         if near:
@@ -593,7 +595,7 @@ def plugin_problems(registry: Registry | None = None) -> list[PluginProblem]:
             problem = (
                 f"{who} depends on rlte-plugins but declares no {ENTRY_POINT_GROUP!r} entry point: it is never loaded"
             )
-            module = _canonical(name).replace("-", "_")
+            module = canonicalize_name(name).replace("-", "_")
             fix = f'add {table} {module} = "{module}.plugin" (its hooks\' module) to its pyproject.toml, reinstall it'
         else:
             continue
@@ -602,17 +604,15 @@ def plugin_problems(registry: Registry | None = None) -> list[PluginProblem]:
 
 
 # -- helpers --------------------------------------------------------------------------------------------
-_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _requires_rlte(requirement: str) -> bool:
     """A requirement on rlte-plugins that is not only an optional extra's."""
-    match = _REQUIREMENT_NAME.match(requirement)
-    return bool(match) and _canonical(match[1]) == BUILTIN_DIST and "extra" not in requirement.partition(";")[2]
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return False
+    return canonicalize_name(req.name) == BUILTIN_DIST and "extra" not in str(req.marker or "")
 
 
 def _near_group(group: str) -> bool:

@@ -14,6 +14,7 @@ from torchrl.data import TensorSpec
 
 from rlte_plugins.distributions.base import DistributionHead
 from rlte_plugins.encoders.base import orthogonal_init
+from rlte_plugins.errors import ComponentArgumentError
 
 _LOG2 = math.log(2.0)
 
@@ -173,15 +174,11 @@ class SquashedNormalHead(DistributionHead):
     ) -> None:
         super().__init__(in_keys)
         if score_draws not in SCORES:
-            from rlte_plugins.errors import ComponentArgumentError
-
             raise ComponentArgumentError(
                 f"{self._owner()}: score_draws must be one of {', '.join(SCORES)}, got {score_draws!r}"
             )
         self.score_draws = score_draws
         if not log_std_min < log_std_max:
-            from rlte_plugins.errors import ComponentArgumentError
-
             raise ComponentArgumentError(
                 f"{self._owner()}: log_std_min must be below log_std_max, got {log_std_min} and {log_std_max}"
             )

@@ -598,12 +598,6 @@ class FastPPO:
         return make("env", ref.name, **kwargs)
 
     # -- checkpoint state ---------------------------------------------------------------------------------
-    @staticmethod
-    def state_dict_keys() -> tuple[str, ...]:
-        """The entries of :meth:`state_dict`."""
-        return ("policy", "optimizer", "scaler", "frames", "iterations", "obs_rms", "ret_rms", "discounted",
-                "shuffle_rng", "eval_seed_rng", "rng", "env", "td")  # fmt: skip
-
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly: weights, optimiser, scaler, counters, the
         normalisation statistics, the RNG states, the env's state and the current observation."""
@@ -629,7 +623,7 @@ class FastPPO:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        missing = [k for k in self.state_dict_keys() if k not in state]
+        missing = [k for k in self.state_dict() if k not in state]
         if missing:  # checked before anything is loaded, so a refused checkpoint leaves the algorithm as it was
             raise CheckpointError(
                 f"algorithm 'fast_ppo': the checkpoint lacks {', '.join(missing)} (written by another version, or not "

@@ -54,12 +54,23 @@ def build_agent(config: dict[str, Any]) -> Any:
     return agent.set(**{k: config[k] for k in COMPONENT_SECTIONS if k != "env" and config[k] is not None})
 
 
+def _make_run_directory(output: Path) -> None:
+    """Create the run directory, or one :class:`ConfigError` line saying why it cannot be."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it exists and is not a directory" if output.exists() and not output.is_dir() else exc.strerror
+        raise ConfigError(
+            f"cannot create the run directory {str(output)!r} (--output / train.output): {reason}"
+        ) from exc
+
+
 def run(config: dict[str, Any], name: str = "run") -> dict[str, Any]:
     """Train the agent that a normalised config describes; returns a summary (also written as JSON)."""
     quiet_torchrl()
     train = config["train"]
     output = Path(train["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    output.mkdir(parents=True, exist_ok=True)
+    _make_run_directory(output)  # before anything is built, so a bad --output / train.output is one line
     agent = build_agent(config)
     logger = make_logger(train["logger"], output, name)
     checkpoint = output / "checkpoint.pt"
