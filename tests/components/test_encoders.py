@@ -16,33 +16,8 @@ import rlte_plugins
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "envs"))
+from gradients import assert_trained, assert_untouched  # noqa: E402
 from helpers import needs  # noqa: E402
-
-
-def grad_status(module):
-    """Names of ``module``'s parameters by what backward left in ``.grad``: (trained, untouched, broken)."""
-    trained, untouched, broken = [], [], []
-    for name, p in module.named_parameters():
-        if p.grad is None or not p.grad.any():
-            untouched.append(name)
-        elif torch.isfinite(p.grad).all():
-            trained.append(name)
-        else:
-            broken.append(name)
-    return trained, untouched, broken
-
-
-def assert_trained(module):
-    """Every parameter of ``module`` got a finite, non-zero gradient."""
-    trained, untouched, broken = grad_status(module)
-    assert trained and not untouched and not broken, f"no gradient: {untouched}, non-finite: {broken}"
-
-
-def assert_untouched(module):
-    """No parameter of ``module`` got a gradient."""
-    trained, untouched, broken = grad_status(module)
-    assert untouched and not trained and not broken, f"gradient reached {trained + broken}"
-
 
 PIXELS = [
     ("mnih_cnn", (4, 84, 84), 512),
@@ -62,7 +37,7 @@ def test_pixel_encoders(name, shape, features):
     as_float = enc(TensorDict(pixels=frames.float() / 255.0, batch_size=[2, 3]))["features"]
     assert torch.allclose(out, as_float, atol=1e-5)
     out.sum().backward()
-    assert_trained(enc)
+    assert_trained(enc.named_parameters(), "enc")
 
 
 def test_frame_stack_axis_is_folded_into_channels():
@@ -112,12 +87,12 @@ def test_combined_encoder_concatenates_per_key_features():
     pixel_part, state_part = enc.encoders["e0"], enc.encoders["e1"]
     # each key's features come from its own encoder only, in in_keys order: a slice trains one encoder, not the other
     out[:, :256].sum().backward(retain_graph=True)
-    assert_trained(pixel_part)
-    assert_untouched(state_part)
+    assert_trained(pixel_part.named_parameters(), "pixel_part")
+    assert_untouched(state_part.named_parameters(), "state_part")
     enc.zero_grad(set_to_none=True)
     out[:, 256:].sum().backward()
-    assert_trained(state_part)
-    assert_untouched(pixel_part)
+    assert_trained(state_part.named_parameters(), "state_part")
+    assert_untouched(pixel_part.named_parameters(), "pixel_part")
     with pytest.raises(SpecMismatchError, match="dict observations"):
         rlte_plugins.make("encoder", "combined", observation_spec=Unbounded((3,)))
     only_state = rlte_plugins.make("encoder", "combined", in_keys=["state"], observation_spec=spec)

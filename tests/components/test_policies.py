@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gradients import assert_trained, assert_untouched
 from tensordict import TensorDict
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 
@@ -28,24 +29,6 @@ def build(policy, dist, action_spec, **kwargs):
         OBS,
         action_spec,
     )
-
-
-def assert_trained(named_params, what):
-    """Each parameter got a finite, non-zero gradient."""
-    named_params = list(named_params)
-    assert named_params, f"{what}: no parameters to check"
-    for name, p in named_params:
-        assert p.grad is not None, f"{what}: {name} got no gradient"
-        assert torch.isfinite(p.grad).all(), f"{what}: {name} has a non-finite gradient"
-        assert p.grad.abs().sum() > 0, f"{what}: {name} has an all-zero gradient"
-
-
-def assert_untouched(named_params, what):
-    """No parameter got a gradient (None, or exactly zero)."""
-    named_params = list(named_params)
-    assert named_params, f"{what}: no parameters to check"
-    for name, p in named_params:
-        assert p.grad is None or not p.grad.any(), f"{what}: {name} got a gradient"
 
 
 def backward_all(losses, module):
