@@ -65,7 +65,6 @@ def main(args: Args) -> float:
     encoder = rlte_plugins.make("encoder", "mlp", num_cells=list(args.num_cells), activation=args.activation)
     distribution = rlte_plugins.make("distribution", "categorical")
     policy = rlte_plugins.make("policy", "actor_critic", shared_encoder=False)
-    storage = rlte_plugins.make("storage", "rollout")
 
     agent = rlte_plugins.make(
         "agent",
@@ -85,11 +84,11 @@ def main(args: Args) -> float:
         entropy_coef=args.entropy_coef,
         value_coef=args.value_coef,
         max_grad_norm=args.max_grad_norm,
-    ).set(encoder=encoder, distribution=distribution, policy=policy, storage=storage)
+    ).set(encoder=encoder, distribution=distribution, policy=policy)
 
     output = Path(args.output)
-    logger = make_logger(args.logger, output, "ppo_cartpole")
-    agent.train(total_frames=args.total_frames, logger=logger, checkpoint_path=output / "checkpoint.pt")
+    agent.train(args.total_frames, logger=make_logger(args.logger, output, "ppo_cartpole"),
+                checkpoint=output / "checkpoint.pt")  # fmt: skip
 
     returns = agent.evaluate(episodes=args.eval_episodes)
     mean_return = statistics.fmean(returns)

@@ -19,6 +19,7 @@ from rlte_plugins.errors import (
     ComponentError,
     ConfigError,
     EnvironmentNotFoundError,
+    NonFiniteError,
     RegistrationError,
     RlteError,
     SpecMismatchError,
@@ -46,7 +47,10 @@ __all__ = [
     "ComponentError",
     "ComponentSpec",
     "ConfigError",
+    "A2C",
+    "Agent",
     "EnvironmentNotFoundError",
+    "NonFiniteError",
     "PPO",
     "RegistrationError",
     "RlteError",
@@ -58,11 +62,17 @@ __all__ = [
     "get_spec",
     "hookimpl",
     "list_components",
+    "load_agent",
     "make",
     "reset_registry",
 ]
 
-_LAZY = {"PPO": "rlte_plugins.agents.ppo:PPO"}
+_LAZY = {
+    "A2C": "rlte_plugins.agents.a2c:A2C",
+    "Agent": "rlte_plugins.agents.base:Agent",
+    "PPO": "rlte_plugins.agents.ppo:PPO",
+    "load_agent": "rlte_plugins.agents.base:load_agent",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -108,4 +108,16 @@ def register_storages(register: Register) -> None:
 @hookimpl
 def register_agents(register: Register) -> None:
     register("ppo", "rlte_plugins.agents.ppo:PPO", tags=("on-policy", "discrete", "continuous"))
-    register("fast_ppo", "rlte_plugins.agents.fast_ppo:FastPPOAgent", tags=("on-policy", "device", "fast"))
+    register(
+        "fast_ppo",
+        "rlte_plugins.agents.ppo:fast_ppo",
+        summary="PPO with rl8's defaults for envs batched on the training device (a preset of ppo).",
+        tags=("on-policy", "preset", "device", "fast"),
+    )
+    register(
+        "ppo_lstm",
+        "rlte_plugins.agents.ppo:ppo_lstm",
+        summary="PPO with an LSTM policy, truncated BPTT over stored states (a preset of ppo).",
+        tags=("on-policy", "preset", "recurrent"),
+    )
+    register("a2c", "rlte_plugins.agents.a2c:A2C", tags=("on-policy", "discrete", "continuous"))

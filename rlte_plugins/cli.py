@@ -262,6 +262,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if info["tags"]:
         print(f"tags: {', '.join(info['tags'])}")
     print(f"\nsignature:\n  {info['signature']}")
+    helped = [p for p in info["parameters"] if p.get("help")]
+    if helped:
+        width = max(len(p["name"]) for p in helped)
+        print("\narguments:")
+        for p in helped:
+            default = "" if p["required"] else f" (default {p['default']})"
+            print(f"  {p['name']:<{width}}  {p['help']}{default}")
     if info["defaults"]:
         print("registered defaults: " + ", ".join(f"{k}={v}" for k, v in info["defaults"].items()))
     if info["docstring"]:

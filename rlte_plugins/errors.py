@@ -52,6 +52,14 @@ class CheckpointError(RlteError, ValueError):
     """A checkpoint that is missing, corrupt, truncated or of another format."""
 
 
+class NonFiniteError(RlteError, FloatingPointError):
+    """Training met a non-finite reward, observation, loss or gradient; names the key and the frame."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after the last finished iteration; says where its checkpoint is."""
+
+
 class ConfigError(RlteError, ValueError):
     """A training configuration with an unknown key or a malformed value."""
 

@@ -114,9 +114,12 @@ class ComponentSpec:
         if full:
             sig = self.signature()
             out["signature"] = f"{self.name}{sig.replace(return_annotation=inspect.Signature.empty)}"
+            helps = getattr(self.load(), "option_help", None)
+            helps = helps() if callable(helps) else {}
             out["parameters"] = [
                 {
                     "name": p.name,
+                    **({"help": helps[p.name]} if p.name in helps else {}),
                     "kind": p.kind.name,
                     "default": None if p.default is p.empty else repr(p.default),
                     "required": p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
@@ -519,6 +522,8 @@ def factory_signature(factory: Callable[..., Any]) -> inspect.Signature:
     """The call signature of a factory; for classes, that of ``__init__`` (a metaclass ``__call__``, as
     TorchRL's envs have, would otherwise hide it)."""
     try:
+        if "__signature__" in getattr(factory, "__dict__", {}):
+            return factory.__signature__  # declared (an agent's Config, a preset): the one source of truth
         if isinstance(factory, type) and factory.__init__ is not object.__init__:
             if getattr(factory, "rlte_merge_base_signature", False):
                 return _class_signature(factory)

@@ -1,19 +1,639 @@
-"""What every agent shares: resolving components given by name or instance, envs, evaluation, references."""
+"""The agent contract every agent is built on, and what every agent shares.
+
+:class:`Agent` is ``Agent(env, device="cpu", seed=0, **config)``: each agent declares its hyperparameters once,
+as a dataclass (``Agent.Config``, every field made with :func:`option` and a one-line help). That declaration is
+the constructor's validation, the class's signature (so :func:`rlte_plugins.make` checks arguments and ``rlte
+info agent NAME`` prints them), the YAML schema, ``rlte train --help`` and what a checkpoint stores. Component
+slots (``encoder``, ``policy``, ``distribution``, ``augmentation``, ``reward``...) are declared per agent and filled
+with :meth:`Agent.set`. :func:`load_agent` rebuilds any agent from its file alone.
+
+The acting policy is a TensorDict module, :attr:`Agent.actor` (only what acts); the agent itself is not an
+``nn.Module``, so :meth:`Agent.train` means training it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import copy
+import dataclasses
+import difflib
+import importlib
+import inspect
+import os
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
-from torchrl.envs import EnvBase
+from torchrl.envs import Compose, EnvBase, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
-from rlte_plugins.registry import get_registry, make
+from rlte_plugins.errors import (
+    CheckpointError,
+    ComponentArgumentError,
+    SpecMismatchError,
+    UnknownComponentError,
+    positive_int,
+)
+from rlte_plugins.registry import get_registry, get_spec, make
+from rlte_plugins.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 _PLAIN = (str, int, float, bool, type(None))
+_INFER = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+
+
+# -- hyperparameters ----------------------------------------------------------------------------------------
+def option(
+    default: Any,
+    help: str,
+    *,
+    types: tuple[type, ...] | None = None,
+    choices: Sequence[Any] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    schedule: bool = False,
+) -> Any:
+    """A hyperparameter of an agent's ``Config``: its default, one line of help and what it accepts.
+
+    ``types`` defaults to the default's type (an ``int`` is accepted where a ``float`` is); ``None`` is accepted
+    where ``types`` includes ``type(None)``. ``low``/``high`` bound numbers (``low_open``: strictly above).
+    ``schedule``: a number or ``"linear(start, end, frames)"``
+    (:class:`~rlte_plugins.optim.schedules.Schedule`).
+    """
+    meta = {"help": help, "types": types, "choices": tuple(choices) if choices else None,
+            "low": low, "high": high, "low_open": low_open, "schedule": schedule}  # fmt: skip
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Hyperparameters shared by every agent (none yet: each kind of agent adds its own)."""
+
+
+def config_fields(config_cls: type) -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(config_cls))
+
+
+def field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def check_option(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
+    """``value`` if it fits the field's declaration, else one error naming the agent and the argument."""
+    meta = f.metadata
+    if meta.get("schedule") and isinstance(value, str):
+        from rlte_plugins.optim.schedules import Schedule
+
+        Schedule.parse(value, f"{owner}: {f.name}")
+        return value
+    types = meta.get("types") or _INFER.get(type(field_default(f)), (type(field_default(f)),))
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise ComponentArgumentError(f"{owner}: {f.name} must be {names}, got {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        accepted = ", ".join(repr(c) for c in meta["choices"])
+        raise ComponentArgumentError(f"{owner}: {f.name} must be one of {accepted}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = meta.get("low"), meta.get("high")
+        below = low is not None and (value <= low if meta.get("low_open") else value < low)
+        if below or (high is not None and value > high):
+            lo = "" if low is None else f"{'>' if meta.get('low_open') else '>='} {low}"
+            hi = "" if high is None else f"<= {high}"
+            raise ComponentArgumentError(f"{owner}: {f.name} must be {' and '.join(x for x in (lo, hi) if x)}, "
+                                         f"got {value!r}")  # fmt: skip
+    return value
+
+
+def build_config(owner: str, config_cls: type, kwargs: Mapping[str, Any]) -> Any:
+    """The agent's ``Config`` from keyword arguments, each checked; unknown ones name the accepted ones."""
+    fields = {f.name: f for f in config_fields(config_cls)}
+    for key in kwargs:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ComponentArgumentError(
+                f"{owner} got unexpected argument {key!r}{hint} (accepted: env, device, seed, {', '.join(fields)})"
+            )
+    values = {name: check_option(owner, f, kwargs[name]) for name, f in fields.items() if name in kwargs}
+    return config_cls(**copy.deepcopy(values))
+
+
+def config_signature(config_cls: type, defaults: Mapping[str, Any] | None = None) -> inspect.Signature:
+    """``(env, device="cpu", seed=0, *, <every field with its default>)``."""
+    P = inspect.Parameter
+    defaults = defaults or {}
+    params = [
+        P("env", P.POSITIONAL_OR_KEYWORD, **({"default": defaults["env"]} if "env" in defaults else {})),
+        P("device", P.POSITIONAL_OR_KEYWORD, default="cpu"),
+        P("seed", P.POSITIONAL_OR_KEYWORD, default=0),
+    ]
+    for f in config_fields(config_cls):
+        params.append(P(f.name, P.KEYWORD_ONLY, default=defaults.get(f.name, field_default(f)), annotation=f.type))
+    return inspect.Signature(params)
+
+
+def check_device(device: Any, owner: str) -> torch.device:
+    """``device`` as a ``torch.device`` that this machine has, or one error saying what it has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ComponentArgumentError(f"{owner}: {device!r} is not a device (cpu, cuda, cuda:1, mps)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise ComponentArgumentError(f"{owner}: device {str(dev)!r} is not available on this machine ({why}); "
+                                         "use device='cpu'")  # fmt: skip
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ComponentArgumentError(
+                f"{owner}: device {str(dev)!r} does not exist: this machine has {count} CUDA device(s) "
+                f"(cuda:0{f'..cuda:{count - 1}' if count > 1 else ''})"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ComponentArgumentError(f"{owner}: device 'mps' is not available on this machine; use device='cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (torch's on every device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- the agent ----------------------------------------------------------------------------------------------
+class Agent:
+    """Base of every agent: configuration, components, the acting module, training, evaluation, checkpoints.
+
+    A concrete agent sets :attr:`name`, a ``Config`` dataclass (subclassing its base's), the component
+    :attr:`slots` it uses (slot -> default: a registry name, a mapping or ``"auto"``, resolved from the env's
+    specs by :meth:`default_component`), and implements :meth:`_build`, :meth:`iteration` and the state hooks;
+    :class:`~rlte_plugins.agents.on_policy.OnPolicyAgent` does all of that for on-policy agents.
+
+    Args:
+        env: a registered env name, a gymnasium id, ``{"name": ..., **kwargs}``, a TorchRL ``EnvBase`` (batched),
+            or a factory ``f(num_envs=..., seed=..., device=...)`` (rebuildable when importable by name).
+        device: where the networks, the rollout and the update live (checked against this machine).
+        seed: seeds Python, numpy, torch and the env.
+        **config: the agent's ``Config`` fields.
+    """
+
+    name: ClassVar[str] = "agent"
+    Config: ClassVar[type] = AgentConfig
+    #: component slot -> default choice (``"auto"``: chosen from the env's specs by :meth:`default_component`)
+    slots: ClassVar[dict[str, Any]] = {}
+    #: slots whose default is no component at all (optional: ``reward``, ``augmentation``)
+    optional_slots: ClassVar[tuple[str, ...]] = ()
+    preset: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" in cls.__dict__:
+            cls.__signature__ = config_signature(cls.Config)  # type: ignore[attr-defined]
+
+    @classmethod
+    def option_help(cls) -> dict[str, str]:
+        """``{argument: one line of help}`` for every argument (what ``rlte info`` and ``rlte train --help`` show)."""
+        base = {
+            "env": "env name, gymnasium id, {name: ..., **kwargs}, EnvBase or factory",
+            "device": "training device (cpu, cuda, cuda:1)",
+            "seed": "seed of Python, numpy, torch and the env",
+        }
+        return {**base, **{f.name: f.metadata.get("help", "") for f in config_fields(cls.Config)}}
+
+    @classmethod
+    def make_preset(
+        cls, name: str, doc: str, components: Mapping[str, Any] | None = None, **defaults: Any
+    ) -> Callable[..., Agent]:
+        """A registrable factory: this agent with other defaults (and default components), e.g. ``fast_ppo``.
+
+        The agent it makes is of this class; its checkpoint names this class, so :func:`load_agent` rebuilds it
+        without the preset."""
+        fields = {f.name for f in config_fields(cls.Config)}
+        unknown = sorted(set(defaults) - fields - {"env"})
+        if unknown:
+            raise ComponentArgumentError(f"preset {name!r} of agent {cls.name!r}: unknown option {unknown[0]!r}")
+        bad = sorted(set(components or {}) - set(cls.slots))
+        if bad:
+            raise ComponentArgumentError(f"preset {name!r} of agent {cls.name!r}: unknown slot {bad[0]!r}")
+
+        def factory(env: Any = defaults.get("env"), device: Any = "cpu", seed: int = 0, **config: Any) -> Agent:
+            options = {k: v for k, v in defaults.items() if k != "env"}
+            agent = cls(env, device, seed, **{**options, **config})
+            agent.preset = name
+            agent._defaults.update(copy.deepcopy(dict(components or {})))
+            return agent
+
+        factory.__name__ = factory.__qualname__ = name
+        factory.__module__ = cls.__module__
+        factory.__doc__ = doc
+        factory.__signature__ = config_signature(cls.Config, defaults)  # type: ignore[attr-defined]
+        factory.option_help = cls.option_help  # type: ignore[attr-defined]
+        factory.agent_class = cls  # type: ignore[attr-defined]
+        return factory
+
+    def __init__(self, env: Any, device: Any = "cpu", seed: int = 0, **config: Any) -> None:
+        self.owner = f"agent {self.name!r}"
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ComponentArgumentError(f"{self.owner}: seed must be a non-negative int, got {seed!r}")
+        self.config = build_config(self.owner, self.Config, config)
+        self.check_config()
+        self.device = check_device(device, self.owner)
+        self.seed = seed
+        seed_everything(seed)
+        self._env_factory: str | None = None
+        self.env = self._make_env(env)
+        self._defaults: dict[str, Any] = copy.deepcopy(dict(self.slots))
+        self._choices: dict[str, Any] = {}
+        self.components: dict[str, Any] = {}
+        self.built = False
+        self.frames = 0
+        self.iterations = 0
+        self.total_frames: int | None = None
+        self.elapsed = 0.0
+        self.history: list[dict[str, float]] = []
+        # evaluation draws its env and action seeds here: evaluating never touches the training generators
+        self._eval_seeds = torch.Generator().manual_seed(seed + 10_000)
+
+    # -- configuration hooks ------------------------------------------------------------------------------
+    def check_config(self) -> None:
+        """Checks across fields (each field is already checked on its own)."""
+
+    @property
+    def num_envs(self) -> int:
+        return int(getattr(self.config, "num_envs", 1))
+
+    # -- envs ---------------------------------------------------------------------------------------------
+    def _make_env(self, env: Any) -> EnvBase:
+        if isinstance(env, str) and ":" in env and env.partition(":")[0] not in _registry_names("env"):
+            env = _import_factory(env, self.owner)
+        if callable(env) and not isinstance(env, (EnvBase, type)):
+            self._env_factory = _factory_path(env)
+            made = env(num_envs=self.num_envs, seed=self.seed, device=self.device)
+            if not isinstance(made, EnvBase):
+                raise ComponentArgumentError(f"{self.owner}: the env factory returned {type(made).__name__}, "
+                                             "not a TorchRL EnvBase")  # fmt: skip
+            self._env_object = env
+            env = made
+        made = make_env(env, self.num_envs, self.seed, self.device)
+        check_batched(made, self.owner)
+        if made.device is not None and made.device != self.device and self.device.type != "cpu":
+            raise ComponentArgumentError(
+                f"{self.owner}: the env lives on {made.device} but the agent on {self.device}; make the env on "
+                "the agent's device (or pass it by name)"
+            )
+        return made
+
+    def env_reference(self) -> dict[str, Any] | None:
+        """How to make this env again (``{"name": ..., **kwargs}`` or ``{"factory": "module:name"}``), or None."""
+        if self._env_factory is not None:
+            return {"factory": self._env_factory}
+        ref = component_ref(self.env)
+        return None if ref is None else {"name": ref["name"], **ref["kwargs"]}
+
+    def make_env_like(self, num_envs: int, seed: int) -> EnvBase:
+        """A new env made like the training env with ``num_envs`` envs and ``seed`` (evaluation, more workers)."""
+        ref = self.env_reference()
+        if ref is None:
+            raise ComponentArgumentError(
+                f"{self.owner}: the training env was given as an instance, which cannot be made again: pass the "
+                "env by name, mapping or factory, or give evaluate(env=...)"
+            )
+        if "factory" in ref:
+            factory = getattr(self, "_env_object", None) or _import_factory(ref["factory"], self.owner)
+            return factory(num_envs=num_envs, seed=seed, device=self.device)
+        kwargs = {k: v for k, v in ref.items() if k != "name"}
+        return make("env", ref["name"], **{**kwargs, "num_envs": num_envs, "seed": seed, "device": str(self.device)})
+
+    def env_transforms(self) -> list[Any]:
+        """Transforms the acting module needs on any env it runs on (recurrent agents: episode starts and the
+        state primer); ``env.rollout(n, agent.actor)`` runs on ``TransformedEnv(env, Compose(*these))``."""
+        self.build()
+        return self._env_transforms()
+
+    def _env_transforms(self) -> list[Any]:
+        return []
+
+    def wrap_env(self, env: EnvBase) -> EnvBase:
+        """``env`` with :meth:`env_transforms` (as is when there are none)."""
+        self.build()
+        return self._wrap(env)
+
+    def _wrap(self, env: EnvBase) -> EnvBase:
+        transforms = self._env_transforms()
+        return TransformedEnv(env, Compose(*transforms)) if transforms else env
+
+    # -- components ---------------------------------------------------------------------------------------
+    def set(self, **components: Any) -> Agent:
+        """Choose components for this agent's slots: instances, registry names or ``{"name": ..., **kwargs}``
+        (``None`` restores the default)."""
+        unknown = sorted(set(components) - set(self.slots))
+        if unknown:
+            raise ComponentArgumentError(f"{self.owner}.set() got unknown component {unknown[0]!r} "
+                                         f"(accepted: {', '.join(self.slots)})")  # fmt: skip
+        if self.built:
+            raise ComponentArgumentError(
+                f"{self.owner} is already built (trained, evaluated or loaded): set components before"
+            )
+        for slot, choice in components.items():
+            if choice is None:
+                self._choices.pop(slot, None)
+            else:
+                self._choices[slot] = resolve_component(_slot_kind(slot), choice)
+        return self
+
+    def default_component(self, slot: str) -> Any:
+        """The choice for ``slot`` when its default is ``"auto"`` (override per agent)."""
+        raise ComponentArgumentError(f"{self.owner} has no automatic choice for {slot!r}")
+
+    def _component(self, slot: str) -> Any:
+        if slot in self._choices:
+            return self._choices[slot]
+        default = self._defaults.get(slot)
+        if default is None:
+            return None
+        if default == "auto":
+            default = self.default_component(slot)
+        return resolve_component(_slot_kind(slot), default)
+
+    def build(self) -> Agent:
+        """Build every component against the env's specs, then the agent's own parts (loss, optimiser...)."""
+        if self.built:
+            return self
+        components = {slot: self._component(slot) for slot in self.slots}
+        self.components = {slot: c for slot, c in components.items() if c is not None}
+        self._build()
+        self.built = True
+        return self
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    # -- acting -------------------------------------------------------------------------------------------
+    @property
+    def actor(self) -> Any:
+        """The acting module (a ``TensorDictModuleBase``): reads the policy's observation keys, writes
+        ``"action"`` under the current exploration type. Give this, never the agent, to rollouts, collectors,
+        Ray and export."""
+        self.build()
+        return self._actor
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return self.actor(tensordict)
+
+    # -- training -----------------------------------------------------------------------------------------
+    def train(
+        self,
+        total_frames: int | None = None,
+        *,
+        stop_conditions: Sequence[Any] = (),
+        eval_every: int = 0,
+        eval_episodes: int = 10,
+        logger: Any = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Train until ``total_frames`` frames in all (a loaded agent continues where it stopped) or a stop
+        condition holds.
+
+        Args:
+            total_frames: the run's frame budget (what annealed schedules count towards).
+            stop_conditions: conditions over the logged keys (``HitsUpperBound("eval/episodic_return", 475)``) or
+                their config mappings (``{"hits_upper_bound": {...}}``).
+            eval_every: evaluate ``eval_episodes`` episodes every this many iterations (0: never).
+            logger: a TorchRL logger or a logger name (``"csv"``, ``"tensorboard"``, ``"wandb"``...).
+            checkpoint: a file to save to every ``checkpoint_every`` frames, at the end and on Ctrl-C.
+            progress: show a progress bar (a line every few seconds when not on a terminal).
+
+        Returns the last iteration's logged statistics with ``frames`` and ``wall_time``.
+        """
+        if total_frames is None:
+            raise ComponentArgumentError(
+                f"{self.owner}.train() needs total_frames, e.g. agent.train(100_000): agents are not nn.Modules "
+                "(agent.actor.train() / .eval() switch the acting module's mode)"
+            )
+        from rlte_plugins.training.loop import run_loop
+
+        positive_int(self.owner, "total_frames", total_frames)
+        return run_loop(
+            self,
+            total_frames,
+            stop_conditions=stop_conditions,
+            eval_every=eval_every,
+            eval_episodes=eval_episodes,
+            logger=logger,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+        )
+
+    def iteration(self) -> dict[str, torch.Tensor]:
+        """Collect one batch and learn from it; returns the statistics as device tensors (the run loop fetches
+        them in one transfer). Keys starting with ``_`` are checks, not logged: ``_finite/<what>`` (1 when
+        finite), ``_episodes``."""
+        raise NotImplementedError
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """Every trained parameter (what a non-finite check before a checkpoint looks at)."""
+        self.build()
+        seen: set[int] = set()
+        for module in self.components.values():
+            if isinstance(module, torch.nn.Module):
+                for p in module.parameters():
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        yield p
+
+    def close(self) -> None:
+        """Release what collection holds (worker processes, collectors)."""
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(
+        self, episodes: int = 10, deterministic: bool = True, env: EnvBase | None = None, max_steps: int = 100_000
+    ) -> list[float]:
+        """Returns of ``episodes`` episodes of the current policy (mode actions when ``deterministic``).
+
+        Without ``env``, one is made like the training env with up to 16 envs and a seed drawn from the agent's
+        evaluation generator, so successive evaluations see new start states and a resumed run draws the same
+        ones. Sampled actions use a second drawn seed inside a fork of torch's generators, with the acting module
+        in eval mode: evaluating never changes the training run. Raises if an episode has not ended after
+        ``max_steps`` steps."""
+        positive_int(self.owner, "episodes", episodes)
+        self.build()
+        env_seed, action_seed = torch.randint(2**31 - 1, (2,), generator=self._eval_seeds).tolist()
+        cuda = self.device.type == "cuda"
+        # only the generators the fork restores are reseeded (torch.manual_seed would reseed every device's)
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            torch.default_generator.manual_seed(action_seed)
+            if cuda:
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(action_seed)
+            run_env = self.wrap_env(env if env is not None else self.make_env_like(min(episodes, 16), env_seed))
+            actor = self.actor
+            was_training = actor.training
+            actor.eval()
+            try:
+                return run_episodes(run_env, actor, episodes, deterministic, max_steps)
+            finally:
+                actor.train(was_training)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :func:`load_agent` needs: agent name, config, env and component references, weights,
+        optimiser and normalisation state, counters, RNG states and the collection's state."""
+        self.build()
+        return {
+            "agent": self.name,
+            "preset": self.preset,
+            "config": dataclasses.asdict(self.config),
+            "seed": self.seed,
+            "device": str(self.device),
+            "env": self.env_reference(),
+            "components": {slot: component_ref(obj) for slot, obj in self.components.items()},
+            "state": self._state(),
+            "counters": {"frames": self.frames, "iterations": self.iterations, "total_frames": self.total_frames,
+                         "elapsed": self.elapsed},  # fmt: skip
+            "rng": rng_state(),
+            "eval_seed_rng": self._eval_seeds.get_state(),
+            "history": [dict(h) for h in self.history],
+        }
+
+    def _state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the agent atomically to ``path`` (loadable with ``weights_only=True``)."""
+        return str(save_checkpoint(self.state_dict(), path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **overrides: Any) -> Agent:
+        """Rebuild an agent of this class from :meth:`save`'s file (see :func:`load_agent`)."""
+        return load_agent(path, expected=cls, **overrides)
+
+    @classmethod
+    def _restore(cls, data: Mapping[str, Any], path: str, overrides: dict[str, Any]) -> Agent:
+        env = overrides.pop("env", None)
+        device = overrides.pop("device", None)
+        slots = {k: overrides.pop(k) for k in list(overrides) if k in cls.slots}
+        config = {**data["config"], **overrides}
+        env_choice = env if env is not None else data["env"]
+        if env_choice is None:
+            raise CheckpointError(f"checkpoint {path!r} was trained on an env given as an instance: pass env=...")
+        device = device if device is not None else data["device"]
+        if env is None and "device" in env_choice:
+            env_choice = {**env_choice, "device": str(device)}
+        if env is None and "factory" in env_choice:
+            env_choice = _import_factory(env_choice["factory"], f"checkpoint {path!r}")
+        agent = cls(env_choice, device, int(data["seed"]), **config)
+        agent.preset = data.get("preset")
+        choices = {}
+        for slot, ref in data["components"].items():
+            if slot in slots:
+                choices[slot] = slots.pop(slot)
+            elif ref is None:
+                raise CheckpointError(f"checkpoint {path!r}: its {slot} was not made by rlte_plugins.make; pass "
+                                      f"{slot}=...")  # fmt: skip
+            else:
+                choices[slot] = ref
+        agent.set(**choices, **slots).build()
+        agent._load_state(data["state"])
+        counters = data["counters"]
+        agent.frames, agent.iterations = int(counters["frames"]), int(counters["iterations"])
+        agent.total_frames, agent.elapsed = counters["total_frames"], float(counters.get("elapsed", 0.0))
+        agent.history = [dict(h) for h in data["history"]]
+        agent._eval_seeds.set_state(data["eval_seed_rng"])
+        set_rng_state(data["rng"])
+        return agent
+
+    def __repr__(self) -> str:
+        preset = f", preset={self.preset!r}" if self.preset else ""
+        env = type(self.env).__name__
+        return f"{type(self).__name__}(env={env}, device={self.device}, frames={self.frames}{preset})"
+
+
+def load_agent(path: str | os.PathLike[str], *, expected: type | None = None, **overrides: Any) -> Agent:
+    """Rebuild any agent from its checkpoint alone: agent name, config, env and components are inside.
+
+    ``overrides`` may give ``env=`` or a component (``encoder=...``) that the file could not name, ``device=``,
+    or config fields to change (e.g. ``num_envs``). A checkpoint whose agent or components came from a plugin
+    that is not installed says which.
+
+    Examples:
+        >>> import rlte_plugins, tempfile, os
+        >>> agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=4, num_steps=8)
+        >>> path = agent.save(os.path.join(tempfile.mkdtemp(), "ppo.pt"))
+        >>> rlte_plugins.load_agent(path).frames
+        0
+    """
+    path = str(path)
+    data = load_checkpoint(path)
+    name = data.get("agent")
+    if not isinstance(name, str) or "config" not in data:
+        raise CheckpointError(f"checkpoint {path!r} does not hold an agent (written by another version?)")
+    try:
+        factory = get_spec("agent", name).load()
+    except UnknownComponentError as exc:
+        raise CheckpointError(
+            f"checkpoint {path!r} holds agent {name!r}, which no installed plugin registers; install the plugin "
+            "that provides it (rlte list agent shows what is installed)"
+        ) from exc
+    cls = getattr(factory, "agent_class", factory)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise CheckpointError(f"checkpoint {path!r}: agent {name!r} is not built on the agent contract")
+    if expected is not None and not issubclass(cls, expected):
+        raise CheckpointError(f"checkpoint {path!r} holds a {name!r} agent, not {expected.name!r}")
+    try:
+        return cls._restore(data, path, dict(overrides))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path!r} is incomplete or malformed: {exc}") from exc
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {path!r} does not fit the components it names: {str(exc).splitlines()[0]}"
+        ) from exc
+
+
+# -- shared helpers -----------------------------------------------------------------------------------------
+_SLOT_KINDS = {"encoder": "encoder", "policy": "policy", "distribution": "distribution", "storage": "storage",
+               "augmentation": "augmentation", "reward": "reward"}  # fmt: skip
+
+
+def _slot_kind(slot: str) -> str:
+    return _SLOT_KINDS.get(slot, slot)
+
+
+def _registry_names(kind: str) -> set[str]:
+    specs = get_registry().specs(kind)
+    return {s.name for s in specs} | {s.qualified_name for s in specs} | {s.plugin for s in specs}
+
+
+def _factory_path(factory: Callable[..., Any]) -> str | None:
+    module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    if not module or "<" in qualname or module == "__main__":
+        return None
+    return f"{module}:{qualname}"
+
+
+def _import_factory(path: str, owner: str) -> Callable[..., Any]:
+    module, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ComponentArgumentError(f"{owner}: cannot import the env factory {path!r} ({exc})") from exc
+    return obj
 
 
 def component_ref(obj: Any) -> dict[str, Any] | None:
@@ -78,18 +698,6 @@ def make_env(env: Any, num_envs: int, seed: int | None, device: torch.device) ->
     raise ComponentArgumentError(
         f"env must be a TorchRL EnvBase, a registered env name, a gymnasium id or a mapping, got {type(env).__name__}"
     )
-
-
-def env_like(env: EnvBase, num_envs: int, seed: int | None) -> EnvBase | None:
-    """A new env made like ``env`` (through its registry reference) with other ``num_envs``/``seed``."""
-    ref = component_ref(env)
-    if ref is None:
-        return None
-    kwargs = {**ref["kwargs"], "num_envs": num_envs, "seed": seed}
-    try:
-        return make("env", ref["name"], **kwargs)
-    except ComponentArgumentError:
-        return None
 
 
 def check_batched(env: EnvBase, owner: str) -> None:

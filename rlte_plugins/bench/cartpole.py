@@ -31,7 +31,7 @@ def run_seed(recipe: str, seed: int, frames: int, eval_episodes: int) -> dict[st
     agent.train(frames, progress=False)
     wall = time.perf_counter() - start
     returns = agent.evaluate(eval_episodes)
-    tail = [h["episode_return"] for h in agent.history[-10:] if "episode_return" in h]
+    tail = [h["charts/episodic_return"] for h in agent.history[-10:] if "charts/episodic_return" in h]
     return {
         "seed": seed,
         "frames": agent.frames,

@@ -16,8 +16,8 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import Sampler
 
-from rlte_plugins.distributions.noise import Schedule
 from rlte_plugins.errors import CheckpointError, ComponentArgumentError, positive_int
+from rlte_plugins.optim.schedules import Schedule
 
 
 class ReplayStorage:

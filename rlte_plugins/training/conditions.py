@@ -1,8 +1,8 @@
 """Stop conditions over training and evaluation statistics.
 
-A condition is called once per training iteration with the flat statistics of that iteration (training keys such
-as ``"returns/mean"``, evaluation keys prefixed ``"eval/"``, and the counters ``"frames"`` and
-``"time_s"``) and returns ``True`` when training should stop. Conditions keep their own history, so one instance
+A condition is called once per training iteration with the keys logged for that iteration (CleanRL's names:
+``"charts/episodic_return"``, ``"eval/episodic_return"``, ``"losses/approx_kl"``...) and the counters ``"frames"``,
+``"time_s"`` and ``"iteration"``) and returns ``True`` when training should stop. Conditions keep their own history, so one instance
 belongs to one run. A missing key (e.g. an evaluation statistic on an iteration without evaluation) never
 triggers a condition: the last value seen is used, or none.
 """
@@ -42,7 +42,7 @@ class _KeyCondition:
 
 
 class HitsUpperBound(_KeyCondition):
-    """Stop once ``stats[key] >= bound`` (e.g. ``HitsUpperBound("eval/returns/mean", 475)``)."""
+    """Stop once ``stats[key] >= bound`` (e.g. ``HitsUpperBound("eval/episodic_return", 475)``)."""
 
     def __init__(self, key: str, bound: float) -> None:
         super().__init__(key)

@@ -12,16 +12,21 @@ import yaml
 
 from rlte_plugins.errors import ConfigError
 
-COMPONENT_SECTIONS = ("env", "encoder", "policy", "distribution", "storage")
+COMPONENT_SECTIONS = ("env", "encoder", "policy", "distribution", "storage", "augmentation", "reward")
 TRAIN_KEYS = {
     "total_frames": "frames to train for (int)",
     "seed": "seed of torch, numpy, Python and the env (int)",
     "device": "training device, e.g. cpu or cuda (str)",
-    "eval_episodes": "episodes of the final deterministic evaluation (int, 0 skips it)",
+    "eval_episodes": "episodes of each deterministic evaluation, during training and at the end (int, 0 skips the "
+    "final one)",
+    "eval_every": "iterations between evaluations during training (int, 0: none; logged as eval/episodic_return)",
+    "stop_conditions": "conditions over logged keys, e.g. [{hits_upper_bound: {key: eval/episodic_return, bound: "
+    "475}}] (list)",
     "logger": "TorchRL logger: csv, tensorboard, wandb, mlflow or none (str)",
     "output": "run directory for logs, checkpoint, curve and summary (str)",
     "checkpoint_every": "frames between checkpoints (int, null: only at the end)",
     "progress": "show progress (bool)",
+    "threads": "torch's CPU thread count (int, null: torch's default)",
 }
 TOP_KEYS = ("description", "agent", *COMPONENT_SECTIONS, "train")
 DEFAULT_TRAIN: dict[str, Any] = {
@@ -33,6 +38,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "output": None,
     "checkpoint_every": None,
     "progress": True,
+    "eval_every": 0,
+    "stop_conditions": [],
+    "threads": None,
 }
 
 
@@ -132,7 +140,15 @@ def normalize_config(config: dict[str, Any], source: str = "config") -> dict[str
     if bad:
         raise ConfigError(f"unknown key {bad[0]!r} in section 'train' of {source} (accepted: {', '.join(TRAIN_KEYS)})")
     train.update(given)
-    if not isinstance(train["total_frames"], int) or train["total_frames"] < 1:
-        raise ConfigError(f"train.total_frames must be a positive int, got {train['total_frames']!r}")
+    for key in ("total_frames", "threads", "checkpoint_every"):
+        value = train[key]
+        optional = key != "total_frames"
+        if not (optional and value is None) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"train.{key} must be a positive int{' or null' if optional else ''}, got {value!r}")
+    for key in ("eval_every", "eval_episodes"):
+        if not isinstance(train[key], int) or isinstance(train[key], bool) or train[key] < 0:
+            raise ConfigError(f"train.{key} must be an int >= 0, got {train[key]!r}")
+    if not isinstance(train["stop_conditions"], list):
+        raise ConfigError(f"train.stop_conditions must be a list, got {train['stop_conditions']!r}")
     out["train"] = train
     return out

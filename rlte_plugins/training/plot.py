@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+RETURN = "charts/episodic_return"
+
+
 def plot_learning_curve(
     history: Sequence[dict[str, float]], path: str | os.PathLike[str], title: str = "", eval_return: float | None = None
 ) -> Path:
@@ -18,9 +21,9 @@ def plot_learning_curve(
     import matplotlib.pyplot as plt
 
     points = [
-        (h["frames"], h["episode_return"])
+        (h["frames"], h[RETURN])
         for h in history
-        if "episode_return" in h and math.isfinite(h["episode_return"])
+        if RETURN in h and math.isfinite(h[RETURN])
     ]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if points:

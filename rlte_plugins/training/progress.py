@@ -55,7 +55,7 @@ class Progress:
         self._last.update({k: v for k, v in stats.items() if not (isinstance(v, float) and math.isnan(v))})
         if not self.enabled:
             return
-        ret = self._last.get("episode_return")
+        ret = self._last.get("charts/episodic_return")
         if self._bar is not None:
             self._bar.update(delta)
             self._bar.set_postfix(fps=f"{self.fps:,.0f}", ret="n/a" if ret is None else f"{ret:.1f}", refresh=False)

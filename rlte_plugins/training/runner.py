@@ -1,20 +1,32 @@
-"""Run a checked configuration end to end: build, train with a logger, evaluate, save, plot."""
+"""Run a checked configuration end to end: build (or resume), train with a logger, evaluate, save, plot.
+
+A run directory holds ``config.yaml`` (the normalised config, written first), ``checkpoint.pt`` (every
+``checkpoint_every`` frames, at the end and on Ctrl-C), the logger's files, ``learning_curve.png`` and
+``summary.json``. :func:`resume` continues a run from its directory.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rlte_plugins.errors import ConfigError
 from rlte_plugins.registry import make
-from rlte_plugins.training.config import COMPONENT_SECTIONS
+from rlte_plugins.training.config import COMPONENT_SECTIONS, normalize_config
+from rlte_plugins.training.metrics import LOGGERS, make_logger
 from rlte_plugins.training.plot import plot_learning_curve
 
-LOGGERS = ("csv", "tensorboard", "wandb", "mlflow", "none")
+__all__ = ["LOGGERS", "build_agent", "make_logger", "quiet_torchrl", "read_run_config", "run"]
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def quiet_torchrl() -> None:
@@ -22,25 +34,6 @@ def quiet_torchrl() -> None:
     import torchrl  # noqa: F401 - torchrl sets its logger's level when imported; set ours after it
 
     logging.getLogger("torchrl").setLevel(logging.WARNING)
-
-
-def make_logger(kind: str | None, output: Path, name: str) -> Any:
-    """A TorchRL logger writing under ``output`` (``None`` for ``"none"``)."""
-    if kind in (None, "none", ""):
-        return None
-    if kind not in LOGGERS:
-        raise ConfigError(f"unknown logger {kind!r} (accepted: {', '.join(LOGGERS)})")
-    from torchrl.record.loggers import get_logger
-
-    extra: dict[str, Any] = {"project": "rlte-plugins"} if kind == "wandb" else {}
-    if kind == "mlflow":
-        extra = {"tracking_uri": (output / "mlruns").resolve().as_uri()}
-    try:
-        return get_logger(kind, logger_name=str(output), experiment_name=name, **extra)
-    except ImportError as exc:
-        raise ConfigError(
-            f"logger {kind!r} needs an extra package: pip install 'rlte-plugins[{kind}]' ({exc})"
-        ) from exc
 
 
 def build_agent(config: dict[str, Any]) -> Any:
@@ -54,8 +47,10 @@ def build_agent(config: dict[str, Any]) -> Any:
     return agent.set(**{k: config[k] for k in COMPONENT_SECTIONS if k != "env" and config[k] is not None})
 
 
-def _make_run_directory(output: Path) -> None:
-    """Create the run directory, or one :class:`ConfigError` line saying why it cannot be."""
+def _make_run_directory(output: Path) -> bool:
+    """Create the run directory (``True`` when it did not exist), or one :class:`ConfigError` line saying why
+    it cannot be."""
+    existed = output.is_dir()
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -63,23 +58,60 @@ def _make_run_directory(output: Path) -> None:
         raise ConfigError(
             f"cannot create the run directory {str(output)!r} (--output / train.output): {reason}"
         ) from exc
+    return not existed
 
 
-def run(config: dict[str, Any], name: str = "run") -> dict[str, Any]:
-    """Train the agent that a normalised config describes; returns a summary (also written as JSON)."""
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The normalised config a run directory was started with (for ``--resume`` and ``rlte eval``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory")
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{str(run_dir)!r} has no {CONFIG_FILE}: not a run directory written by rlte train")
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        raise ConfigError(f"run {str(run_dir)!r} has no {CHECKPOINT_FILE} yet: nothing to resume or evaluate")
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return normalize_config(config, str(path))
+
+
+def run(config: dict[str, Any], name: str = "run", resume: str | Path | None = None) -> dict[str, Any]:
+    """Train the agent that a normalised config describes, or continue the run in ``resume`` (its directory)
+    from its last checkpoint; returns a summary (also written as JSON)."""
     quiet_torchrl()
     train = config["train"]
-    output = Path(train["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    _make_run_directory(output)  # before anything is built, so a bad --output / train.output is one line
-    agent = build_agent(config)
-    logger = make_logger(train["logger"], output, name)
-    checkpoint = output / "checkpoint.pt"
+    if train["threads"]:
+        import torch
+
+        torch.set_num_threads(train["threads"])
+    output = Path(resume) if resume is not None else Path(
+        train["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    created = _make_run_directory(output)  # before anything is built, so a bad --output is one line
+    checkpoint = output / CHECKPOINT_FILE
+    try:
+        if resume is not None:
+            from rlte_plugins.agents.base import load_agent
+
+            agent = load_agent(checkpoint, device=train["device"])
+        else:
+            agent = build_agent(config)
+            agent.build()
+        (output / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        logger = make_logger(train["logger"], output, name)
+    except BaseException:
+        if created and not any(output.iterdir()):
+            shutil.rmtree(output, ignore_errors=True)  # a run that never started leaves nothing behind
+        raise
     stats = agent.train(
         train["total_frames"],
-        progress=train["progress"],
+        stop_conditions=train["stop_conditions"],
+        eval_every=train["eval_every"],
+        eval_episodes=max(train["eval_episodes"], 1),
         logger=logger,
-        checkpoint_path=checkpoint,
+        checkpoint=checkpoint,
         checkpoint_every=train["checkpoint_every"],
+        progress=train["progress"],
     )
     returns = agent.evaluate(train["eval_episodes"]) if train["eval_episodes"] else []
     eval_mean = statistics.fmean(returns) if returns else None
@@ -92,7 +124,7 @@ def run(config: dict[str, Any], name: str = "run") -> dict[str, Any]:
         "name": name,
         "frames": agent.frames,
         "wall_time": stats.get("wall_time"),
-        "train_episode_return": stats.get("episode_return"),
+        "train_episode_return": stats.get("charts/episodic_return"),
         "eval_returns": returns,
         "eval_return_mean": eval_mean,
         "checkpoint": str(checkpoint),

@@ -1,0 +1,490 @@
+"""On-policy agents: collect a batch with the current policy, estimate advantages (GAE), take a few epochs of
+minibatch steps. PPO, A2C and their relatives write their ``Config``, their TorchRL loss and at most a hook.
+
+The batch comes from a collection strategy (``direct`` for rlte envs: a buffer allocated once, no TorchRL
+per-step machinery; ``torchrl``: TorchRL's ``Collector`` for any TorchRL env), the update runs through the
+:class:`~rlte_plugins.optim.engine.UpdateEngine`, and statistics stay on the device until the run loop fetches
+them once per iteration. With ``recurrent=`` the policy is an LSTM/GRU trained by truncated backpropagation
+through time over stored states (with optional burn-in), on both strategies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictSequential
+from torchrl.modules import set_recurrent_mode
+from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+
+from rlte_plugins.agents.base import Agent, AgentConfig, option
+from rlte_plugins.collection import STRATEGIES, make_collection, resolve_strategy
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+from rlte_plugins.optim.engine import AMP_MODES, UpdateEngine
+from rlte_plugins.optim.normalization import ObservationNorm, RunningMeanStd
+from rlte_plugins.optim.schedules import Schedule
+
+_MAYBE_NUMBER = (int, float, type(None))
+RECURRENT_KEYS = ("cell", "hidden_size", "sequence_length", "burn_in")
+
+
+@dataclasses.dataclass
+class OnPolicyConfig(AgentConfig):
+    """What every on-policy agent takes (CleanRL's PPO defaults; their names are this project's)."""
+
+    num_envs: int = option(8, "parallel envs when the agent makes the env", low=1)
+    num_steps: int = option(128, "steps per env per batch (a batch is num_envs x num_steps frames)", low=1)
+    epochs: int = option(4, "passes over each batch", low=1)
+    num_minibatches: int = option(4, "minibatches per pass (must divide the batch)", low=1)
+    lr: float | str = option(2.5e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
+                             types=(int, float, str))  # fmt: skip
+    anneal_lr: bool = option(True, "anneal a numeric lr linearly to 0 over train()'s total_frames")
+    gamma: float = option(0.99, "discount", low=0.0, high=1.0, low_open=True)
+    gae_lambda: float = option(0.95, "GAE lambda", low=0.0, high=1.0)
+    entropy_coef: float | str = option(0.01, "entropy bonus weight: a number or 'linear(start, end, frames)'",
+                                       schedule=True, types=(int, float, str))  # fmt: skip
+    value_coef: float = option(0.5, "value loss weight", low=0.0)
+    max_grad_norm: float | None = option(0.5, "global gradient-norm clip (null: off)", types=_MAYBE_NUMBER, low=0.0,
+                                         low_open=True)  # fmt: skip
+    adam_eps: float = option(1e-5, "Adam epsilon", low=0.0, low_open=True)
+    normalize_advantage: bool = option(True, "normalise advantages over each minibatch")
+    target_kl: float | None = option(None, "stop a batch's remaining epochs once KL(old || new) exceeds it (null: "
+                                     "off)", types=_MAYBE_NUMBER, low=0.0, low_open=True)  # fmt: skip
+    normalize_observation: bool = option(False, "running mean/std normalisation of the 'observation' key")
+    scale_rewards: bool = option(False, "divide rewards by the running std of the discounted return (rl8)")
+    intrinsic_coef: float = option(1.0, "weight of the intrinsic reward (set(reward=...)), added before GAE", low=0.0)
+    recurrent: dict | None = option(None, "LSTM/GRU policy: {cell: lstm|gru, hidden_size, sequence_length, burn_in}",
+                                    types=(dict, type(None)))  # fmt: skip
+    collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl or direct", choices=STRATEGIES)
+    amp: str | None = option(None, "mixed precision of the update: null, bf16 or fp16 (CUDA)", types=(str, type(None)),
+                             choices=AMP_MODES)  # fmt: skip
+    compile: bool | str = option(False, "torch.compile the acting module and the loss: true or a mode name",
+                                 types=(bool, str))  # fmt: skip
+    cudagraphs: bool = option(False, "capture each update chunk in a CUDA graph (CUDA only)")
+    chunk_size: int = option(8192, "rows per actor call and per gradient chunk (cache-sized passes)", low=1)
+    grad_accumulation: int = option(1, "minibatches averaged into one optimiser step (divides num_minibatches)", low=1)
+    retain_memory: bool = option(True, "on CPU, keep freed memory in the process (fewer page faults)")
+
+
+class OnPolicyAgent(Agent):
+    """Collection, advantages, minibatch epochs, schedules and statistics for on-policy agents.
+
+    A subclass writes ``Config`` (subclassing :class:`OnPolicyConfig`), :meth:`make_loss` (a TorchRL loss reading
+    ``advantage``, ``value_target``, ``action_log_prob``) and :attr:`loss_metrics` (loss output -> logged name);
+    :meth:`before_update` is the hook for per-batch schedules of its own.
+    """
+
+    Config: ClassVar[type] = OnPolicyConfig
+    slots: ClassVar[dict[str, Any]] = {"encoder": "mlp", "policy": "auto", "distribution": "auto", "reward": None}
+    #: loss output key -> logged name (CleanRL's); the keys are averaged over the minibatches of a batch
+    loss_metrics: ClassVar[dict[str, str]] = {}
+
+    # -- configuration ------------------------------------------------------------------------------------
+    def check_config(self) -> None:
+        c = self.config
+        if c.recurrent is not None:
+            bad = sorted(set(c.recurrent) - set(RECURRENT_KEYS))
+            if bad:
+                raise ComponentArgumentError(
+                    f"{self.owner}: recurrent got unknown key {bad[0]!r} (accepted: {', '.join(RECURRENT_KEYS)})"
+                )
+            length = c.recurrent.get("sequence_length") or c.num_steps
+            if not isinstance(length, int) or length < 1 or c.num_steps % length:
+                raise ComponentArgumentError(
+                    f"{self.owner}: recurrent.sequence_length must divide num_steps={c.num_steps}, got {length!r}"
+                )
+            burn_in = c.recurrent.get("burn_in", 0)
+            if not isinstance(burn_in, int) or not 0 <= burn_in < length:
+                raise ComponentArgumentError(
+                    f"{self.owner}: recurrent.burn_in must be in [0, sequence_length={length}), got {burn_in!r}"
+                )
+            if c.compile or c.cudagraphs:
+                raise ComponentArgumentError(f"{self.owner}: compile/cudagraphs do not support recurrent policies")
+            if c.normalize_observation:
+                raise ComponentArgumentError(f"{self.owner}: normalize_observation is not supported with recurrent")
+        if c.num_minibatches % c.grad_accumulation:
+            # accumulate over the minibatches of one epoch (rl8's meaning): a remainder would mix epochs, or with
+            # the whole batch as one minibatch never step the optimiser at all
+            raise ComponentArgumentError(
+                f"{self.owner}: grad_accumulation ({c.grad_accumulation}) must divide num_minibatches "
+                f"({c.num_minibatches})"
+            )
+
+    @property
+    def frames_per_batch(self) -> int:
+        return int(self.env.batch_size.numel()) * self.config.num_steps
+
+    @property
+    def sequence_length(self) -> int:
+        """Transitions per row of what the update shuffles (the training sequence length when recurrent)."""
+        rec = self.config.recurrent
+        return 1 if rec is None else rec.get("sequence_length") or self.config.num_steps
+
+    def default_component(self, slot: str) -> Any:
+        if slot == "policy":
+            rec = self.config.recurrent
+            if rec is None:
+                return "actor_critic"
+            return {"name": "recurrent_actor_critic", **{k: rec[k] for k in ("cell", "hidden_size") if k in rec}}
+        if slot == "distribution":
+            from rlte_plugins.distributions.base import default_distribution
+
+            return default_distribution(self.env.action_spec)
+        return super().default_component(slot)
+
+    # -- building -----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        c = self.config
+        batch = self.frames_per_batch
+        if batch % c.num_minibatches or (batch // c.num_minibatches) % self.sequence_length:
+            raise ComponentArgumentError(
+                f"{self.owner}: the env's {self.env.batch_size.numel()} envs x num_steps {c.num_steps} = {batch} "
+                f"frames per batch must split into num_minibatches ({c.num_minibatches}) minibatches of whole "
+                f"sequences of {self.sequence_length} steps"
+            )
+        encoder, policy, distribution = (self.components[k] for k in ("encoder", "policy", "distribution"))
+        if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
+            distribution.on_policy()
+        policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
+        policy.to(self.device)
+        self.policy = policy
+        reward = self.components.get("reward")
+        if reward is not None:
+            if hasattr(reward, "build"):
+                reward.build(self.env.observation_spec)
+            if isinstance(reward, torch.nn.Module):
+                reward.to(self.device)
+        self.obs_norm: ObservationNorm | None = None
+        if c.normalize_observation:
+            if "observation" not in self.env.observation_spec.keys():
+                raise SpecMismatchError(f"{self.owner}: normalize_observation needs an 'observation' key")
+            shape = self.env.observation_spec["observation"].shape[len(self.env.batch_size) :]
+            self.obs_norm = ObservationNorm(shape, self.device)
+        self._actor = policy.actor if self.obs_norm is None else TensorDictSequential(self.obs_norm, policy.actor)
+        self.loss_module = self.make_loss()
+        self.loss_module.set_keys(value_target="value_target", sample_log_prob="action_log_prob")
+        lr = Schedule.parse(c.lr, self.owner)
+        self.engine = UpdateEngine(
+            policy.parameters(), device=self.device, lr=lr, eps=c.adam_eps, max_grad_norm=c.max_grad_norm,
+            amp=c.amp, compile=c.compile, cudagraphs=c.cudagraphs, chunk_size=c.chunk_size,
+            grad_accumulation=c.grad_accumulation, owner=self.owner,
+        )  # fmt: skip
+        self._loss = self.engine.compiled(self.loss_module)
+        self._entropy = Schedule.parse(c.entropy_coef, self.owner)
+        if c.retain_memory and self.device.type == "cpu":
+            from rlte_plugins.training.allocator import retain_freed_memory
+
+            retain_freed_memory()
+        self.ret_rms = RunningMeanStd((), self.device) if c.scale_rewards else None
+        self._discounted = torch.zeros(self.env.batch_size.numel(), device=self.device)
+        self._shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
+        self._batch: TensorDictBase | None = None
+        self._build_collection()
+
+    def _build_collection(self) -> None:
+        c = self.config
+        self.collection_env = self._wrap(self.env)
+        strategy = resolve_strategy(c.collection, self.env, self.owner)
+        if strategy == "torchrl":
+            self.collection = make_collection(strategy, self.collection_env, self._actor, c.num_steps, self.device)
+            return
+        features = {k for m in self.policy.actor.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
+                    for k in m.out_keys}  # fmt: skip
+        keys = [k for k in self.policy.actor.out_keys if k not in features]
+        acting = self.engine.compiled(self.policy.actor)
+        if self.obs_norm is not None:
+            norm = self.obs_norm
+            keys.append("observation")
+
+            def act(td: TensorDictBase) -> TensorDictBase:
+                return acting(norm(td))
+        else:
+            act = acting
+        self.collection = make_collection(
+            strategy, self.collection_env, act, c.num_steps, self.device, keys=keys, chunk_size=c.chunk_size
+        )
+
+    def make_loss(self) -> Any:
+        """The agent's TorchRL loss over ``self.policy.actor`` and ``self.policy.critic``."""
+        raise NotImplementedError
+
+    def _env_transforms(self) -> list[Any]:
+        return list(self.policy.env_transforms()) if hasattr(self.policy, "env_transforms") else []
+
+    def close(self) -> None:
+        if self.built:
+            self.collection.close()
+
+    # -- the low-level algorithm --------------------------------------------------------------------------
+    def iteration(self) -> dict[str, torch.Tensor]:
+        return self.step(self.collect())
+
+    @torch.no_grad()
+    def collect(self) -> TensorDictBase:
+        """One batch, ``[num_envs, num_steps]``, with the current policy (sampling)."""
+        self.build()
+        if self.obs_norm is not None:
+            self.obs_norm.updating = True
+        try:
+            batch = self.collection.collect()
+        finally:
+            if self.obs_norm is not None:
+                self.obs_norm.updating = False
+        if self.obs_norm is not None:
+            # the last statistics for the bootstrap values (the stored observations were normalised as acted on)
+            nxt = batch.get("next")
+            nxt.set("observation", self.obs_norm.normalize(nxt.get("observation")))
+        self.frames += batch.numel()
+        self._batch = batch
+        return batch
+
+    def set_total_frames(self, total_frames: int) -> None:
+        """The run's budget: a numeric ``lr`` with ``anneal_lr`` decays to 0 at it, counted in frames."""
+        self.total_frames = total_frames
+        if self.config.anneal_lr and not isinstance(self.config.lr, str):
+            self.engine.lr = Schedule(float(self.config.lr), 0.0, total_frames)
+
+    def before_update(self, frames: int) -> None:
+        """Per-batch schedules of a subclass, read at ``frames`` (the frames before this batch)."""
+
+    def step(self, batch: TensorDictBase | None = None) -> dict[str, torch.Tensor]:
+        """Learn from ``batch`` (default: the last collected); returns statistics as device tensors."""
+        batch = self._batch if batch is None else batch
+        if batch is None:
+            raise RuntimeError(f"{self.owner}: call collect() before step()")
+        c = self.config
+        at = self.frames - batch.numel()  # schedules are read where this batch's collection started
+        lr = self.engine.set_lr(at)
+        if hasattr(self.loss_module, "entropy_coeff"):
+            self.loss_module.entropy_coeff.fill_(float(self._entropy(at)))
+        self.before_update(at)
+        stats = self._batch_stats(batch)
+        with torch.no_grad():
+            intrinsic = self._add_intrinsic_reward(batch)
+            if intrinsic is not None:
+                stats["charts/intrinsic_reward"] = intrinsic
+            rollout = self._advantages(batch)
+        target, value = rollout.get("value_target").float(), rollout.get("state_value").float()
+        stats["_explained_variance"] = 1 - (target - value).var() / target.var().clamp_min(1e-8)
+        flat = self._samples(rollout)
+        rows = flat.shape[0]
+        mb = rows // c.num_minibatches
+        sums = torch.zeros(len(self.loss_metrics), device=self.device)
+        count = 0  # minibatches of this update, across epochs: the optimiser steps every grad_accumulation
+        rows_per_chunk = max(1, c.chunk_size // self.sequence_length)
+        for _ in range(c.epochs):
+            order = torch.randperm(rows, device=self.device, generator=self._shuffle) if mb < rows else None
+            for i in range(rows // mb):
+                minibatch = flat if order is None else flat[order[i * mb : (i + 1) * mb]]
+                if c.normalize_advantage:  # over the whole minibatch, before it is cut into chunks
+                    adv = minibatch.get("advantage")
+                    seen = self._trained_part(adv)
+                    minibatch = minibatch.clone(False).set(
+                        "advantage", (adv - seen.mean()) / seen.std().clamp_min(1e-8)
+                    )
+                sums += self.engine.minibatch(minibatch, self._loss_terms, count, rows_per_chunk)
+                count += 1
+            if c.target_kl is not None and float(self._kl(flat)) > c.target_kl:
+                break  # one extra actor pass and one host transfer per epoch, only when asked
+        self.engine.zero_grad()  # nothing of this batch's gradient reaches the next one
+        self.iterations += 1
+        stats.update(zip(self.loss_metrics.values(), sums / max(count, 1), strict=True))
+        stats["losses/explained_variance"] = stats.pop("_explained_variance")
+        stats["charts/learning_rate"] = torch.tensor(lr)
+        stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()
+        return stats
+
+    # -- advantages ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _add_intrinsic_reward(self, batch: TensorDictBase) -> torch.Tensor | None:
+        """Count the batch in the intrinsic reward, then add its bonus to the reward GAE reads."""
+        module = self.components.get("reward")
+        if module is None:
+            return None
+        following = batch.get("next")
+        if hasattr(module, "update"):
+            module.update(following)
+        bonus = module(following.clone(False)).get("intrinsic_reward")
+        reward = following.get("reward")
+        following.set("reward", reward + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
+        return bonus.float().mean()
+
+    def _advantages(self, data: TensorDictBase) -> TensorDictBase:
+        c = self.config
+        reward = data.get(("next", "reward")).float()
+        if self.ret_rms is not None:
+            # rl8's reward scaling: rewards divided by the running std of the discounted return
+            done = data.get(("next", "done")).squeeze(-1)
+            returns = []
+            disc = self._discounted
+            for t in range(reward.shape[1]):
+                disc = disc * c.gamma * (~done[:, t]).float() + reward[:, t, 0]
+                returns.append(disc)
+            self._discounted = disc
+            self.ret_rms.update(torch.stack(returns))
+            reward = reward / (self.ret_rms.var + 1e-8).sqrt()
+        values, next_values = self._values(data)
+        adv, target = vec_generalized_advantage_estimate(
+            c.gamma, c.gae_lambda, values, next_values, reward,
+            data.get(("next", "done")), data.get(("next", "terminated")), time_dim=1,
+        )  # fmt: skip
+        out = data.select(*self._keep_keys(data))
+        out.set("advantage", adv)
+        out.set("value_target", target)
+        out.set("state_value", values)
+        return out
+
+    def _keep_keys(self, data: TensorDictBase) -> list[Any]:
+        """What the update reads from the batch (everything else is dropped after the advantages)."""
+        wanted = {*self.policy.actor.in_keys, *self.policy.critic.in_keys, "action", "action_log_prob"}
+        wanted |= {k for k in data.keys() if isinstance(k, str) and k.endswith("_mask")}
+        present = set(data.keys(True))
+        return [k for k in wanted if k in present]
+
+    def _critic_rows(self, td: TensorDictBase) -> torch.Tensor:
+        """``V`` over cache-sized chunks of the flattened rows."""
+        critic, size = self.policy.critic, self.config.chunk_size
+        flat = td.reshape(-1)
+        parts = [critic(flat[i : i + size].clone(False)).get("state_value") for i in range(0, flat.shape[0], size)]
+        return torch.cat(parts).reshape(*td.shape, -1).float()
+
+    def _values(self, data: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """``V(obs)`` and ``V(next obs)`` with one critic pass over the batch: the next observation of step ``t``
+        is the observation of step ``t + 1`` except after the last step and where an env was reset, the only
+        next observations evaluated separately."""
+        if self.config.recurrent is not None:
+            # each step from the state stored with it (the critic shares the recurrent trunk, no recurrent mode);
+            # the state after step t is ("next", state) of step t: what the cell consumed at t + 1
+            values = self.policy.critic(data.clone().exclude("next")).get("state_value").float()
+            return values, self.policy.critic(data.get("next").clone()).get("state_value").float()
+        keys = [k for k in self.policy.critic.in_keys if k in data.keys(True)]
+        values = self._critic_rows(data.select(*keys))
+        nxt = data.get("next").select(*keys)
+        last = self._critic_rows(nxt[:, -1])
+        next_values = torch.cat([values[:, 1:], last.unsqueeze(1)], dim=1)
+        reset = data.get(("next", "done"))[:, :-1].squeeze(-1)
+        rows, cols = reset.nonzero(as_tuple=True)
+        if rows.numel():
+            next_values[rows, cols] = self._critic_rows(nxt[rows, cols])
+        return values, next_values
+
+    def _batch_stats(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """Episode statistics and finiteness checks of the raw batch, on the device."""
+        nxt = batch.get("next")
+        end_key = "episode_end" if "episode_end" in nxt.keys() else "done"
+        ended = nxt.get(end_key).squeeze(-1)
+        count = ended.sum()
+        stats: dict[str, torch.Tensor] = {"_episodes": count.float()}
+        for key, name in (("episode_reward", "charts/episodic_return"), ("episode_length", "charts/episodic_length")):
+            if key in nxt.keys():
+                value = nxt.get(key).squeeze(-1).float()
+                stats[name] = torch.where(ended, value, torch.zeros_like(value)).sum() / count.clamp_min(1)
+        stats["_finite/reward"] = nxt.get("reward").isfinite().all().float()
+        observed = [v.isfinite().all() for k, v in nxt.items(True, True)
+                    if v.is_floating_point() and k != "reward" and not str(k).startswith("episode_")]  # fmt: skip
+        stats["_finite/observation"] = torch.stack(observed).all().float() if observed else torch.ones(())
+        return stats
+
+    # -- the update ---------------------------------------------------------------------------------------
+    def _samples(self, rollout: TensorDictBase) -> TensorDictBase:
+        """The batch as the rows the update shuffles: transitions, or ``[rows, L]`` sequences when recurrent
+        (each starts with the state stored at its first step, so it is marked as a start for the cell)."""
+        length = self.sequence_length
+        if self.config.recurrent is None:
+            return rollout.reshape(-1)
+        seqs = rollout.reshape(rollout.shape[0], -1, length).flatten(0, 1)
+        init = seqs.get("is_init").clone()
+        init[:, 0] = True
+        seqs.set("is_init", init)
+        return seqs
+
+    @property
+    def burn_in(self) -> int:
+        return 0 if self.config.recurrent is None else int(self.config.recurrent.get("burn_in", 0))
+
+    def _trained_part(self, rows: torch.Tensor) -> torch.Tensor:
+        """The part of per-row values the loss reads (burn-in steps only warm the recurrent state up)."""
+        return rows[:, self.burn_in :] if self.config.recurrent is not None else rows
+
+    def _policy_mode(self) -> contextlib.AbstractContextManager[Any]:
+        return set_recurrent_mode(True) if self.config.recurrent is not None else contextlib.nullcontext()
+
+    def _loss_terms(self, piece: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed ``loss_*`` terms of the agent's loss on ``piece`` and its diagnostics, as one tensor."""
+        if self.burn_in:
+            piece = self._burn_in(piece)
+        with self._policy_mode():
+            out = self._loss(piece)
+        total = sum(out.get(k) for k in out.keys() if isinstance(k, str) and k.startswith("loss_"))
+        zero = torch.zeros((), device=self.device)
+        diagnostics = torch.stack([out.get(k, zero).detach().float().mean() for k in self.loss_metrics])
+        return total, diagnostics
+
+    @torch.no_grad()
+    def _burn_in(self, piece: TensorDictBase) -> TensorDictBase:
+        """Run the first ``burn_in`` steps to refresh the state the rest of each sequence starts from (where an
+        episode starts right there, its stored reset state is kept)."""
+        with set_recurrent_mode(True):
+            warm = self.policy.trunk(piece[:, : self.burn_in].clone())
+        rest = piece[:, self.burn_in :].clone()
+        started = rest.get("is_init")[:, 0]
+        for key in [k for k in rest.keys() if isinstance(k, str) and k.startswith("recurrent_state")]:
+            stored = rest.get(key)
+            fresh = warm.get(("next", key))[:, -1]
+            mask = started.reshape(-1, *([1] * (stored.dim() - 2)))
+            stored[:, 0] = torch.where(mask, stored[:, 0], fresh)
+        init = rest.get("is_init").clone()
+        init[:, 0] = True  # the (refreshed) stored state is where each sequence starts
+        rest.set("is_init", init)
+        return rest
+
+    @torch.no_grad()
+    def _kl(self, rows: TensorDictBase) -> torch.Tensor:
+        """``KL(old || new)`` over the batch with the non-negative estimator ``(r - 1) - log r`` (Schulman's k3).
+
+        Early stopping needs the KL of the policy after the epoch; the loss's ``kl_approx`` is the signed k1
+        estimator ``log(old / new)`` measured before each minibatch step, whose sample mean is often negative
+        (after 20 updates on ``torch_cartpole`` with 256-sample minibatches, k1 was below zero 5 times while k3
+        stayed positive)."""
+        if self.burn_in:
+            rows = self._burn_in(rows)
+        with self.engine.autocast(), self._policy_mode():
+            dist = self.policy.actor.get_dist(rows.clone())
+            log_ratio = dist.log_prob(rows.get("action")).float() - rows.get("action_log_prob").float()
+        return (log_ratio.exp() - 1 - log_ratio).mean()
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        reward = self.components.get("reward")
+        return {
+            "policy": self.policy.state_dict(),
+            "engine": self.engine.state_dict(),
+            "obs_norm": None if self.obs_norm is None else self.obs_norm.state_dict(),
+            "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
+            "discounted": self._discounted,
+            "shuffle_rng": self._shuffle.get_state(),
+            "reward": reward.state_dict() if reward is not None and hasattr(reward, "state_dict") else None,
+            "collection": self.collection.state_dict(),
+        }
+
+    def _load_state(self, state: Any) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.engine.load_state_dict(state["engine"])
+        if self.obs_norm is not None:
+            self.obs_norm.load_state_dict(state["obs_norm"])
+        if self.ret_rms is not None:
+            self.ret_rms.load_state_dict(state["ret_rms"])
+        self._discounted = state["discounted"].to(self.device)
+        self._shuffle.set_state(state["shuffle_rng"])
+        reward = self.components.get("reward")
+        if reward is not None and state.get("reward") is not None:
+            reward.load_state_dict(state["reward"])
+        self.collection.load_state_dict(state["collection"])
+
+    def parameters(self) -> Any:
+        self.build()
+        return self.policy.parameters()
+

@@ -1,0 +1,170 @@
+"""The update engine every agent trains through: optimiser, learning-rate schedule in frames, AMP, ``torch.compile``,
+CUDA graphs, chunked gradients, gradient accumulation and clipping.
+
+An agent hands :meth:`UpdateEngine.minibatch` a minibatch and a loss function ``loss_fn(piece) -> (total,
+diagnostics)``; the engine computes the gradient over cache-sized chunks (the same gradient as one pass: every
+term is a mean and the chunks are equal), steps the optimiser every ``grad_accumulation`` minibatches and returns
+the diagnostics summed on the device. Nothing is copied to the host here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+
+from rlte_plugins.errors import ComponentArgumentError
+from rlte_plugins.optim.schedules import Schedule
+
+#: ``torch.compile`` modes the ``compile`` option takes besides ``True``
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+AMP_MODES = (None, "bf16", "fp16")
+
+LossFn = Callable[[TensorDictBase], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def check_engine_options(owner: str, device: torch.device, amp: Any, compile: Any, cudagraphs: bool) -> None:
+    """One clear error for an option this device cannot run."""
+    if amp not in AMP_MODES:
+        raise ComponentArgumentError(f"{owner}: amp must be null, 'bf16' or 'fp16', got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ComponentArgumentError(f"{owner}: amp='fp16' needs a CUDA device; use amp='bf16' on {device}")
+    if not isinstance(compile, bool) and compile not in COMPILE_MODES:
+        raise ComponentArgumentError(
+            f"{owner}: compile must be true, false or one of {', '.join(COMPILE_MODES)}, got {compile!r}"
+        )
+    if cudagraphs and device.type != "cuda":
+        raise ComponentArgumentError(f"{owner}: cudagraphs needs a CUDA device, got {device}")
+
+
+class UpdateEngine:
+    """Adam over ``params`` with every update-side option an agent declares.
+
+    Args:
+        params: parameters or parameter groups (``[{"params": ..., "lr": ...}]``).
+        device: where the update runs.
+        lr: a number or a :class:`~rlte_plugins.optim.schedules.Schedule` in frames (set by :meth:`set_lr`).
+        eps: Adam epsilon. ``max_grad_norm``: global gradient-norm clip (``None``: off).
+        amp: ``None``, ``"bf16"`` or ``"fp16"`` (fp16 with a gradient scaler; CUDA only).
+        compile: ``torch.compile`` the modules given to :meth:`compiled` (``True`` or a mode name).
+        cudagraphs: capture each chunk's forward and backward in a CUDA graph (tensordict's ``CudaGraphModule``;
+            CUDA only); the optimiser step, clipping and scaling stay outside it, and gradients are zeroed in place
+            so that the graph's writes land where the optimiser reads them.
+        chunk_size: samples per chunk of the gradient computation.
+        grad_accumulation: consecutive minibatches averaged into one optimiser step.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        device: torch.device,
+        lr: Schedule | float = 3e-4,
+        eps: float = 1e-5,
+        max_grad_norm: float | None = None,
+        amp: str | None = None,
+        compile: bool | str = False,
+        cudagraphs: bool = False,
+        chunk_size: int = 8192,
+        grad_accumulation: int = 1,
+        owner: str = "agent",
+    ) -> None:
+        check_engine_options(owner, device, amp, compile, cudagraphs)
+        self.device = device
+        self.lr = Schedule.parse(lr, owner)
+        self.optimizer = torch.optim.Adam(params, lr=self.lr(0), eps=eps)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.max_grad_norm = max_grad_norm
+        self.compile, self.cudagraphs = compile, cudagraphs
+        self.chunk_size, self.grad_accumulation = chunk_size, grad_accumulation
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+        # the largest gradient norm since the last read: a non-finite one stops training (see the run loop)
+        self.grad_norm = torch.zeros((), device=device)
+        self._chunk: Callable[[TensorDictBase, float], torch.Tensor] | None = None
+        self._loss_fn: LossFn | None = None
+
+    # -- options ------------------------------------------------------------------------------------------
+    def compiled(self, module: Any) -> Any:
+        """``module`` under ``torch.compile`` when the ``compile`` option is set, else ``module``."""
+        if not self.compile:
+            return module
+        return torch.compile(module, mode=None if self.compile is True else self.compile)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    def set_lr(self, frames: int) -> float:
+        """Set every group's learning rate to the schedule's value at ``frames``; returns it."""
+        lr = float(self.lr(frames))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    # -- one minibatch ------------------------------------------------------------------------------------
+    def minibatch(self, batch: TensorDictBase, loss_fn: LossFn, index: int, rows_per_chunk: int | None = None) -> Any:
+        """Gradient of ``loss_fn`` on ``batch`` over chunks, then an optimiser step every ``grad_accumulation``
+        minibatches (``index`` counts the minibatches of this update across epochs). Returns the diagnostics'
+        mean over the chunks, on the device."""
+        if self._chunk is None or loss_fn is not self._loss_fn:
+            self._loss_fn = loss_fn
+            self._chunk = self._capture(self._loss_and_gradient) if self.cudagraphs else self._loss_and_gradient
+        n = batch.shape[0]
+        per_chunk = rows_per_chunk or max(1, self.chunk_size)
+        chunk = per_chunk if n % per_chunk == 0 else n
+        parts = n // chunk
+        total = None
+        for c in range(parts):
+            piece = batch if parts == 1 else batch[c * chunk : (c + 1) * chunk]
+            out = self._chunk(piece, 1.0 / (self.grad_accumulation * parts))
+            total = out if total is None else total + out
+        if (index + 1) % self.grad_accumulation == 0:
+            self.step()
+        return total / parts
+
+    def step(self) -> None:
+        """Unscale, clip, step, zero the gradients."""
+        if self.max_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            self.grad_norm = torch.maximum(self.grad_norm, norm.detach().float())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.zero_grad()
+
+    def zero_grad(self) -> None:
+        # CUDA graphs replay into the gradients' memory: it must stay where it was when captured
+        self.optimizer.zero_grad(set_to_none=not self.cudagraphs)
+
+    def read_grad_norm(self) -> torch.Tensor:
+        """The largest clipped-over norm since the last read (a device scalar), then reset. With fp16 a
+        non-finite norm is the scaler's business (it skips the step), so it reads as zero."""
+        norm, self.grad_norm = self.grad_norm, torch.zeros((), device=self.device)
+        return torch.zeros((), device=self.device) if self.scaler.is_enabled() else norm
+
+    def _loss_and_gradient(self, piece: TensorDictBase, weight: float) -> torch.Tensor:
+        assert self._loss_fn is not None
+        with self.autocast():
+            total, diagnostics = self._loss_fn(piece)
+        self.scaler.scale(total * weight).backward()
+        return diagnostics
+
+    def _capture(self, fn: Any) -> Any:
+        from tensordict.nn import CudaGraphModule
+        from tensordict.nn.functional_modules import _exclude_td_from_pytree
+
+        _exclude_td_from_pytree().set()  # CudaGraphModule's requirement, set up front instead of with a warning
+        return CudaGraphModule(fn, warmup=3, device=self.device)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
