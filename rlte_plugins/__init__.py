@@ -49,6 +49,7 @@ __all__ = [
     "ConfigError",
     "A2C",
     "Agent",
+    "DQN",
     "EnvironmentNotFoundError",
     "NonFiniteError",
     "PPO",
@@ -70,6 +71,7 @@ __all__ = [
 _LAZY = {
     "A2C": "rlte_plugins.agents.a2c:A2C",
     "Agent": "rlte_plugins.agents.base:Agent",
+    "DQN": "rlte_plugins.agents.dqn:DQN",
     "PPO": "rlte_plugins.agents.ppo:PPO",
     "load_agent": "rlte_plugins.agents.base:load_agent",
 }

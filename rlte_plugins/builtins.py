@@ -121,3 +121,4 @@ def register_agents(register: Register) -> None:
         tags=("on-policy", "preset", "recurrent"),
     )
     register("a2c", "rlte_plugins.agents.a2c:A2C", tags=("on-policy", "discrete", "continuous"))
+    register("dqn", "rlte_plugins.agents.dqn:DQN", tags=("off-policy", "discrete"))

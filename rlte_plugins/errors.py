@@ -57,7 +57,12 @@ class NonFiniteError(RlteError, FloatingPointError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after the last finished iteration; says where its checkpoint is."""
+    """Ctrl-C stopped training after the last finished iteration; says where its checkpoint is (``checkpoint``:
+    the file written, or ``None`` when no checkpoint path was given; ``frames``: the frames it holds)."""
+
+    def __init__(self, message: str, checkpoint: str | None = None, frames: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint, self.frames = checkpoint, frames
 
 
 class ConfigError(RlteError, ValueError):

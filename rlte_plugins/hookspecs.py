@@ -1,4 +1,4 @@
-"""The pluggy hook specifications: one hook per component kind.
+"""The pluggy hook specifications: one hook per component kind, and ``register_commands`` for ``rlte`` subcommands.
 
 A plugin module implements any of these with :data:`rlte_plugins.hookimpl` and calls ``register(name,
 factory, **meta)`` once per component. ``factory`` is a callable or a lazy ``"package.module:attr"`` string
@@ -15,9 +15,12 @@ else they raise while made or built is reported as their failure, naming them an
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from rlte_plugins.cli.plugin_commands import Commands
 
 PROJECT_NAME = "rlte_plugins"
 
@@ -67,6 +70,14 @@ def register_envs(register: Register) -> None:
     """Register environment makers (batched TorchRL environments)."""
 
 
+@hookspec
+def register_commands(cli: Commands) -> None:
+    """Add ``rlte`` subcommands: ``cli.add_command(name, run, help=..., configure=...)`` once per command, where
+    ``configure(parser)`` adds its argparse arguments and ``run(args)`` returns its exit status
+    (:class:`rlte_plugins.cli.plugin_commands.Commands`). Called by the CLI only; a plugin whose hook raises is
+    reported and its commands are skipped."""
+
+
 #: kind -> hook name; the order is the order ``rlte list`` shows kinds in.
 HOOKS: dict[str, str] = {
     "agent": "register_agents",
@@ -78,3 +89,6 @@ HOOKS: dict[str, str] = {
     "reward": "register_rewards",
     "env": "register_envs",
 }
+
+#: hooks that register no component: their callers call them (``rlte`` calls ``register_commands``)
+OTHER_HOOKS: tuple[str, ...] = ("register_commands",)

@@ -49,7 +49,7 @@ from rlte_plugins.errors import (
     UnknownComponentError,
     UnknownKindError,
 )
-from rlte_plugins.hookspecs import HOOKS, PROJECT_NAME
+from rlte_plugins.hookspecs import HOOKS, OTHER_HOOKS, PROJECT_NAME
 
 ENTRY_POINT_GROUP = "rlte_plugins"
 BUILTIN_PLUGIN = "rlte_plugins"
@@ -59,6 +59,7 @@ KINDS: tuple[str, ...] = tuple(HOOKS)
 _PLURALS = {"policies": "policy", "envs": "env", "environments": "env", "environment": "env"}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _META_KEYS = {"summary", "tags", "defaults"}
+_HOOK_NAMES = [*HOOKS.values(), *OTHER_HOOKS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +176,7 @@ class Registry:
     def __init__(self) -> None:
         self._specs: dict[str, list[ComponentSpec]] = {kind: [] for kind in KINDS}
         self.plugins: list[PluginInfo] = []
+        self._loaded: list[tuple[PluginInfo, Any]] = []  # (plugin, its pluggy manager) for plugin_hooks()
 
     # -- construction -----------------------------------------------------------------------------------
     @classmethod
@@ -248,6 +250,7 @@ class Registry:
             self._fail(info, exc)
             return info
         info.components = len(added)
+        self._loaded.append((info, manager))
         return info
 
     def _fail(self, info: PluginInfo, exc: BaseException) -> None:
@@ -306,6 +309,12 @@ class Registry:
         )
 
     # -- queries ----------------------------------------------------------------------------------------
+    def plugin_hooks(self, hook: str) -> list[tuple[PluginInfo, Callable[..., Any]]]:
+        """``(plugin, caller)`` for each loaded plugin that implements ``hook``, one of the hooks that register no
+        component (:data:`~rlte_plugins.hookspecs.OTHER_HOOKS`), in load order: the caller calls each with the
+        hook's keyword arguments and reports a plugin whose hook raises."""
+        return [(info, getattr(m.hook, hook)) for info, m in self._loaded if getattr(m.hook, hook).get_hookimpls()]
+
     def specs(self, kind: str | None = None, pattern: str | None = None) -> list[ComponentSpec]:
         kinds = KINDS if kind is None else (normalize_kind(kind),)
         out = [
@@ -633,10 +642,10 @@ def _check_hook_names(plugin: str, callers: Iterable[Any]) -> None:
     for caller in callers:
         if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls()):
             continue
-        close = difflib.get_close_matches(caller.name, list(HOOKS.values()), n=1)
+        close = difflib.get_close_matches(caller.name, _HOOK_NAMES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise RegistrationError(
-            f"plugin {plugin!r} implements unknown hook {caller.name!r}{hint} (hooks: {', '.join(HOOKS.values())})"
+            f"plugin {plugin!r} implements unknown hook {caller.name!r}{hint} (hooks: {', '.join(_HOOK_NAMES)})"
         )
 
 
@@ -646,7 +655,7 @@ def _unmarked_hooks(plugin: Any, marked: list[str]) -> list[str]:
     for attr in dir(plugin):
         if not attr.startswith("register_") or attr in marked or not callable(getattr(plugin, attr, None)):
             continue
-        close = difflib.get_close_matches(attr, list(HOOKS.values()), n=1)
+        close = difflib.get_close_matches(attr, _HOOK_NAMES, n=1)
         if close:
             named = "" if close[0] == attr else f" (and the hook is called {close[0]!r})"
             out.append(f"{attr} is not marked with @rlte_plugins.hookimpl, so it is never called{named}")

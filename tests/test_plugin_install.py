@@ -35,7 +35,7 @@ def test_cli_lists_the_installed_example_plugin(example_site):
     assert mine[("encoder", "residual_mlp")]["version"] == "0.1.0"
     plugins = {p["name"]: p for p in json.loads(rlte("plugins", "--json").stdout)}
     assert plugins["rlte_example"]["status"] == "loaded"
-    assert plugins["rlte_example"]["hooks"] == ["register_encoders", "register_rewards"]
+    assert plugins["rlte_example"]["hooks"] == ["register_commands", "register_encoders", "register_rewards"]
     info = json.loads(rlte("info", "encoder", "residual_mlp", "--json").stdout)
     assert info["provider"] == "rlte-example" and "width: 'int' = 64" in info["signature"]
 
@@ -44,7 +44,7 @@ def test_ppo_accepts_the_plugin_encoder_and_reward_by_name(example_site):
     agent = rlte_plugins.make("agent", "ppo", env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, seed=0)
     agent.set(encoder={"name": "residual_mlp", "width": 16, "blocks": 1}, reward="simhash_count")
     stats = agent.train(total_frames=128, progress=False)
-    assert stats["frames"] == 128 and stats["intrinsic_reward"] > 0
+    assert stats["frames"] == 128 and stats["charts/intrinsic_reward"] > 0
     assert type(agent.components["encoder"]).__name__ == "ResidualMLPEncoder"
 
 

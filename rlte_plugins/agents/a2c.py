@@ -12,8 +12,10 @@ from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 
 
 class A2C(OnPolicyAgent):
-    """A2C: one gradient step per batch of short rollouts (Stable-Baselines3's defaults: 5 steps, lr 7e-4,
-    no advantage normalisation, GAE lambda 1). Components as :class:`~rlte_plugins.agents.ppo.PPO`.
+    """Synchronous advantage actor-critic: one gradient step per batch of short rollouts.
+
+    Stable-Baselines3's defaults: 5 steps, lr 7e-4, no advantage normalisation, GAE lambda 1 (n-step returns).
+    Components as :class:`~rlte_plugins.agents.ppo.PPO`.
 
     Examples:
         >>> import rlte_plugins

@@ -435,11 +435,30 @@ class Agent:
             progress=progress,
         )
 
+    def set_total_frames(self, total_frames: int) -> None:
+        """The run's frame budget, which schedules annealed over a run count towards."""
+        self.total_frames = total_frames
+
     def iteration(self) -> dict[str, torch.Tensor]:
         """Collect one batch and learn from it; returns the statistics as device tensors (the run loop fetches
         them in one transfer). Keys starting with ``_`` are checks, not logged: ``_finite/<what>`` (1 when
         finite), ``_episodes``."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def _add_intrinsic_reward(self, batch: TensorDictBase) -> torch.Tensor | None:
+        """Count ``batch`` in the intrinsic reward (``reward`` slot), then add ``intrinsic_coef`` times its bonus
+        to ``("next", "reward")``; returns the bonus's mean (``None`` without an intrinsic reward)."""
+        module = self.components.get("reward")
+        if module is None:
+            return None
+        following = batch.get("next")
+        if hasattr(module, "update"):
+            module.update(following)
+        bonus = module(following.clone(False)).get("intrinsic_reward")
+        reward = following.get("reward")
+        following.set("reward", reward + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
+        return bonus.float().mean()
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         """Every trained parameter (what a non-finite check before a checkpoint looks at)."""
@@ -454,6 +473,30 @@ class Agent:
 
     def close(self) -> None:
         """Release what collection holds (worker processes, collectors)."""
+        if self.built and getattr(self, "collection", None) is not None:
+            self.collection.close()
+
+    def _build_collection(self, acting: Any, pre: Any = None) -> None:
+        """``self.collection`` for the ``collection`` option: ``acting`` is the policy part of :attr:`actor`
+        (compiled for direct collection when ``compile`` is set), ``pre`` a module run before it (observation
+        normalisation), whose outputs are kept too."""
+        from rlte_plugins.collection import make_collection, resolve_strategy
+
+        c = self.config
+        self.collection_env = self._wrap(self.env)
+        strategy = resolve_strategy(c.collection, self.env, self.owner)
+        if strategy == "torchrl":
+            self.collection = make_collection(strategy, self.collection_env, self._actor, c.num_steps, self.device)
+            return
+        features = {k for m in acting.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
+                    for k in m.out_keys}  # fmt: skip
+        keys = [k for k in self._actor.out_keys if k not in features]
+        engine = getattr(self, "engine", None)
+        compiled = engine.compiled(acting) if engine is not None else acting
+        act = compiled if pre is None else (lambda td: compiled(pre(td)))
+        self.collection = make_collection(
+            strategy, self.collection_env, act, c.num_steps, self.device, keys=keys, chunk_size=c.chunk_size
+        )
 
     # -- evaluation ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -594,11 +637,14 @@ def load_agent(path: str | os.PathLike[str], *, expected: type | None = None, **
         raise CheckpointError(f"checkpoint {path!r}: agent {name!r} is not built on the agent contract")
     if expected is not None and not issubclass(cls, expected):
         raise CheckpointError(f"checkpoint {path!r} holds a {name!r} agent, not {expected.name!r}")
+    generators = rng_state()  # building the agent reseeds them: a refused checkpoint gives them back as they were
     try:
         return cls._restore(data, path, dict(overrides))
     except (KeyError, TypeError) as exc:
+        set_rng_state(generators)
         raise CheckpointError(f"checkpoint {path!r} is incomplete or malformed: {exc}") from exc
     except RuntimeError as exc:
+        set_rng_state(generators)
         raise CheckpointError(
             f"checkpoint {path!r} does not fit the components it names: {str(exc).splitlines()[0]}"
         ) from exc

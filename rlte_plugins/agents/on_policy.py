@@ -21,7 +21,7 @@ from torchrl.modules import set_recurrent_mode
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from rlte_plugins.agents.base import Agent, AgentConfig, option
-from rlte_plugins.collection import STRATEGIES, make_collection, resolve_strategy
+from rlte_plugins.collection import STRATEGIES, batch_statistics
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 from rlte_plugins.optim.engine import AMP_MODES, UpdateEngine
 from rlte_plugins.optim.normalization import ObservationNorm, RunningMeanStd
@@ -182,30 +182,7 @@ class OnPolicyAgent(Agent):
         self._discounted = torch.zeros(self.env.batch_size.numel(), device=self.device)
         self._shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
         self._batch: TensorDictBase | None = None
-        self._build_collection()
-
-    def _build_collection(self) -> None:
-        c = self.config
-        self.collection_env = self._wrap(self.env)
-        strategy = resolve_strategy(c.collection, self.env, self.owner)
-        if strategy == "torchrl":
-            self.collection = make_collection(strategy, self.collection_env, self._actor, c.num_steps, self.device)
-            return
-        features = {k for m in self.policy.actor.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
-                    for k in m.out_keys}  # fmt: skip
-        keys = [k for k in self.policy.actor.out_keys if k not in features]
-        acting = self.engine.compiled(self.policy.actor)
-        if self.obs_norm is not None:
-            norm = self.obs_norm
-            keys.append("observation")
-
-            def act(td: TensorDictBase) -> TensorDictBase:
-                return acting(norm(td))
-        else:
-            act = acting
-        self.collection = make_collection(
-            strategy, self.collection_env, act, c.num_steps, self.device, keys=keys, chunk_size=c.chunk_size
-        )
+        self._build_collection(self.policy.actor, self.obs_norm)
 
     def make_loss(self) -> Any:
         """The agent's TorchRL loss over ``self.policy.actor`` and ``self.policy.critic``."""
@@ -213,10 +190,6 @@ class OnPolicyAgent(Agent):
 
     def _env_transforms(self) -> list[Any]:
         return list(self.policy.env_transforms()) if hasattr(self.policy, "env_transforms") else []
-
-    def close(self) -> None:
-        if self.built:
-            self.collection.close()
 
     # -- the low-level algorithm --------------------------------------------------------------------------
     def iteration(self) -> dict[str, torch.Tensor]:
@@ -243,7 +216,7 @@ class OnPolicyAgent(Agent):
 
     def set_total_frames(self, total_frames: int) -> None:
         """The run's budget: a numeric ``lr`` with ``anneal_lr`` decays to 0 at it, counted in frames."""
-        self.total_frames = total_frames
+        super().set_total_frames(total_frames)
         if self.config.anneal_lr and not isinstance(self.config.lr, str):
             self.engine.lr = Schedule(float(self.config.lr), 0.0, total_frames)
 
@@ -261,7 +234,7 @@ class OnPolicyAgent(Agent):
         if hasattr(self.loss_module, "entropy_coeff"):
             self.loss_module.entropy_coeff.fill_(float(self._entropy(at)))
         self.before_update(at)
-        stats = self._batch_stats(batch)
+        stats = batch_statistics(batch)
         with torch.no_grad():
             intrinsic = self._add_intrinsic_reward(batch)
             if intrinsic is not None:
@@ -298,20 +271,6 @@ class OnPolicyAgent(Agent):
         return stats
 
     # -- advantages ---------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _add_intrinsic_reward(self, batch: TensorDictBase) -> torch.Tensor | None:
-        """Count the batch in the intrinsic reward, then add its bonus to the reward GAE reads."""
-        module = self.components.get("reward")
-        if module is None:
-            return None
-        following = batch.get("next")
-        if hasattr(module, "update"):
-            module.update(following)
-        bonus = module(following.clone(False)).get("intrinsic_reward")
-        reward = following.get("reward")
-        following.set("reward", reward + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
-        return bonus.float().mean()
-
     def _advantages(self, data: TensorDictBase) -> TensorDictBase:
         c = self.config
         reward = data.get(("next", "reward")).float()
@@ -370,23 +329,6 @@ class OnPolicyAgent(Agent):
         if rows.numel():
             next_values[rows, cols] = self._critic_rows(nxt[rows, cols])
         return values, next_values
-
-    def _batch_stats(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        """Episode statistics and finiteness checks of the raw batch, on the device."""
-        nxt = batch.get("next")
-        end_key = "episode_end" if "episode_end" in nxt.keys() else "done"
-        ended = nxt.get(end_key).squeeze(-1)
-        count = ended.sum()
-        stats: dict[str, torch.Tensor] = {"_episodes": count.float()}
-        for key, name in (("episode_reward", "charts/episodic_return"), ("episode_length", "charts/episodic_length")):
-            if key in nxt.keys():
-                value = nxt.get(key).squeeze(-1).float()
-                stats[name] = torch.where(ended, value, torch.zeros_like(value)).sum() / count.clamp_min(1)
-        stats["_finite/reward"] = nxt.get("reward").isfinite().all().float()
-        observed = [v.isfinite().all() for k, v in nxt.items(True, True)
-                    if v.is_floating_point() and k != "reward" and not str(k).startswith("episode_")]  # fmt: skip
-        stats["_finite/observation"] = torch.stack(observed).all().float() if observed else torch.ones(())
-        return stats
 
     # -- the update ---------------------------------------------------------------------------------------
     def _samples(self, rollout: TensorDictBase) -> TensorDictBase:

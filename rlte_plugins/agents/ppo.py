@@ -30,7 +30,7 @@ class PPOLoss(ClipPPOLoss):
 
 
 class PPO(OnPolicyAgent):
-    """Proximal Policy Optimization (clipped objective, GAE, truncation bootstrapped), CleanRL's defaults.
+    """Proximal Policy Optimization: clipped objective, GAE, truncation bootstrapped; CleanRL's defaults.
 
     Components: ``encoder`` (default ``mlp``), ``policy`` (``actor_critic``; ``recurrent_actor_critic`` with
     ``recurrent=``), ``distribution`` (matching the action space) and an optional intrinsic ``reward``. Presets:
@@ -80,12 +80,12 @@ class PPO(OnPolicyAgent):
 
 
 #: rl8's defaults (``rl8.AlgorithmConfig``): 8192 envs x 32 steps, the whole batch as one minibatch, separate
-#: 256x256 ReLU actor and critic; what ``rlte bench throughput`` compares at
+#: 256x256 ReLU actor and critic (the default policy's); what ``rlte bench throughput`` compares at. The policy slot
+#: stays automatic, so that recurrent= still gets the recurrent policy
 fast_ppo = PPO.make_preset(
     "fast_ppo",
     "PPO with rl8's defaults, for envs batched on the training device (direct collection).",
-    components={"encoder": {"name": "mlp", "num_cells": [256, 256], "activation": "relu"},
-                "policy": {"name": "actor_critic", "shared_encoder": False}},  # fmt: skip
+    components={"encoder": {"name": "mlp", "num_cells": [256, 256], "activation": "relu"}},
     env="dummy_discrete", num_envs=8192, num_steps=32, epochs=4, num_minibatches=1, lr=3e-4, anneal_lr=False,
     gamma=0.95, gae_lambda=0.95, entropy_coef=0.0, value_coef=1.0, max_grad_norm=5.0, scale_rewards=True,
 )  # fmt: skip

@@ -1,15 +1,20 @@
-"""Fast-path PPO throughput against rl8, side by side in one run, with the machine's matmul floor beside it.
+"""PPO throughput of the ``fast_ppo`` agent against rl8, side by side in one run, with the machine's matmul floor
+beside it.
 
-Both train rl8's discrete dummy task with rl8's defaults (8192 envs, horizon 32, separate 256x256 ReLU MLP actor and
-critic, 4 epochs, one full-batch minibatch, gamma and lambda 0.95). For each side: end-to-end transitions/s
-(collect + update), collect-only and update-only times, medians over ``iterations`` after ``warmup``. The floor
-is the update's matrix-multiply FLOPs (forward, and twice that backward, for every linear layer, sample and
-epoch) divided by this machine's float32 matmul rate measured in the same run at the update's shapes.
+Both train rl8's discrete dummy task with rl8's defaults (8192 envs x 32 steps, separate 256x256 ReLU MLP actor
+and critic, 4 epochs, one full-batch minibatch, gamma and lambda 0.95): ours is the ``fast_ppo`` preset on
+``dummy_discrete`` with direct collection. For each side: end-to-end transitions/s of one iteration (collect +
+update), collect-only and update-only times, medians over ``iterations`` after ``warmup``. The split differs
+between the sides: both compute the advantages in the update, but our collect runs only the actor and the update
+evaluates the critic over the batch in one pass, while rl8 evaluates it at every collected step; compare the
+end-to-end column. Our update also includes the run loop's one host transfer. The floor is the update's
+matrix-multiply FLOPs (forward, and twice that backward, for every linear layer, sample and epoch) divided by this
+machine's float32 matmul rate measured in the same run at the update's shapes.
 
 Every measurement runs in its own Python process, one after the other: process-wide settings of one side (the
-fast path's :func:`~rlte_plugins.training.allocator.retain_freed_memory`, compiled kernels, thread pools) cannot
-help or hurt the other. rl8 is measured as shipped and, to show what the allocator setting alone is worth, once
-more with it.
+agent's :func:`~rlte_plugins.training.allocator.retain_freed_memory`, compiled kernels, thread pools) cannot help
+or hurt the other. rl8 is measured as shipped and, to show what the allocator setting alone is worth, once more
+with it.
 """
 
 from __future__ import annotations
@@ -51,36 +56,42 @@ def update_flops(policy: torch.nn.Module, samples: int, epochs: int) -> float:
     return 3.0 * per_sample * samples * epochs
 
 
-def ours(num_envs: int, horizon: int, iterations: int, warmup: int, device: str, **options: Any) -> dict[str, Any]:
-    """Our fast path with ``FastPPO``'s defaults plus ``options`` (e.g. ``compile="max-autotune"``)."""
-    from rlte_plugins.training.fast import FastPPO
+def ours(num_envs: int, num_steps: int, iterations: int, warmup: int, device: str, **options: Any) -> dict[str, Any]:
+    """The ``fast_ppo`` agent (rl8's defaults) plus ``options`` (e.g. ``compile="max-autotune"``): one iteration is
+    :meth:`collect`, :meth:`step` and the fetch of its statistics, as the run loop does it."""
+    import rlte_plugins
+    from rlte_plugins.training.loop import fetch
 
-    algo = FastPPO("dummy_discrete", num_envs=num_envs, horizon=horizon, device=device, seed=0, **options)
+    agent = rlte_plugins.make("agent", "fast_ppo", env="dummy_discrete", num_envs=num_envs, num_steps=num_steps,
+                              device=device, seed=0, **options).build()  # fmt: skip
+    cuda = device != "cpu"
     collect, update, total = [], [], []
     for i in range(warmup + iterations):
         start = time.perf_counter()
-        c = algo.collect()
-        s = algo.step()
-        if device != "cpu":
+        batch = agent.collect()
+        if cuda:  # the split only: the run loop never waits between the two
             torch.cuda.synchronize()
+        collected = time.perf_counter()
+        fetch(agent.step(batch))
+        end = time.perf_counter()
         if i >= warmup:
-            total.append(time.perf_counter() - start)
-            collect.append(c["collect/time_s"])
-            update.append(s["update/time_s"])
+            total.append(end - start)
+            collect.append(collected - start)
+            update.append(end - collected)
     return {
         "collect_s": statistics.median(collect),
         "update_s": statistics.median(update),
         "total_s": statistics.median(total),
-        "flops": update_flops(algo.policy, algo.batch, algo.hp["epochs"]),
-        "batch": algo.batch,
+        "flops": update_flops(agent.policy, agent.frames_per_batch, agent.config.epochs),
+        "batch": agent.frames_per_batch,
     }
 
 
 def rl8(
-    num_envs: int, horizon: int, iterations: int, warmup: int, device: str, retain_memory: bool = False
+    num_envs: int, num_steps: int, iterations: int, warmup: int, device: str, retain_memory: bool = False
 ) -> dict[str, Any] | None:
     """rl8's own ``Trainer`` on its ``DiscreteDummyEnv``; ``None`` where ``rl8`` is not installed.
-    ``retain_memory``: with the allocator setting the fast path makes on CPU."""
+    ``retain_memory``: with the allocator setting our agent makes on CPU."""
     if retain_memory:
         from rlte_plugins.training.allocator import retain_freed_memory
 
@@ -94,7 +105,7 @@ def rl8(
         # rl8 logs every step to MLflow: into a fresh store (a missing directory, which MLflow then creates)
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"file://{tracking}/mlruns")
         trainer = Trainer(
-            Algorithm(DiscreteDummyEnv, AlgorithmConfig(device=device, num_envs=num_envs, horizon=horizon))
+            Algorithm(DiscreteDummyEnv, AlgorithmConfig(device=device, num_envs=num_envs, horizon=num_steps))
         )
         collect, update, total = [], [], []
         for i in range(warmup + iterations):
@@ -108,7 +119,7 @@ def rl8(
         "collect_s": statistics.median(collect),
         "update_s": statistics.median(update),
         "total_s": statistics.median(total),
-        "batch": num_envs * horizon,
+        "batch": num_envs * num_steps,
     }
 
 
@@ -126,15 +137,15 @@ def isolated(side: str, **spec: Any) -> dict[str, Any] | None:
     return json.loads(lines[-1])
 
 
-def _row(name: str, envs: int, horizon: int, r: dict[str, Any], extra: str = "") -> str:
+def _row(name: str, envs: int, num_steps: int, r: dict[str, Any], extra: str = "") -> str:
     rate = r["batch"] / r["total_s"]
     return (
-        f"{name:<22}{envs:>7}{horizon:>8}{rate:>14,.0f}{r['collect_s']:>11.2f}{r['update_s']:>10.2f}"
+        f"{name:<22}{envs:>7}{num_steps:>10}{rate:>14,.0f}{r['collect_s']:>11.2f}{r['update_s']:>10.2f}"
         f"{r['total_s']:>9.2f}  {extra}"
     )
 
 
-#: what ``--variants`` names: FastPPO options of each of our rows
+#: what ``--variants`` names: the agent options of each of our rows
 VARIANTS = {
     "eager": {},
     "compile": {"compile": True},
@@ -146,7 +157,7 @@ VARIANTS = {
 
 def benchmark(
     num_envs: list[int],
-    horizons: list[int],
+    num_steps: list[int],
     iterations: int = 3,
     warmup: int = 1,
     device: str = "cpu",
@@ -154,7 +165,7 @@ def benchmark(
     max_samples: int = 2_100_000,
     variants: list[str] = ("eager",),
 ) -> list[dict[str, Any]]:
-    """Print the table; the first (num_envs, horizon) pair is also run with rl8 when ``compare``."""
+    """Print the table; the first (num_envs, num_steps) pair is also run with rl8 when ``compare``."""
     from rlte_plugins.errors import ConfigError
 
     unknown = [v for v in variants if v not in VARIANTS]
@@ -172,23 +183,23 @@ def benchmark(
         f"median of {iterations} iterations after {warmup} warm-up, each row in its own process; "
         f"float32 matmul [8192,256]x[256,256]: {rate:.0f} GFLOP/s"
     )
-    print(f"{'impl':<22}{'envs':>7}{'horizon':>8}{'transitions/s':>14}{'collect s':>11}{'update s':>10}{'total s':>9}")
+    print(f"{'impl':<22}{'envs':>7}{'num_steps':>10}{'transitions/s':>14}{'collect s':>11}{'update s':>10}{'total s':>9}")
     rows: list[dict[str, Any]] = []
     first = True
     for envs in num_envs:
-        for horizon in horizons:
-            if envs * horizon > max_samples:
-                print(f"{'ours':<22}{envs:>7}{horizon:>8}  skipped: {envs * horizon:,} samples > --max-samples")
+        for steps in num_steps:
+            if envs * steps > max_samples:
+                print(f"{'ours':<22}{envs:>7}{steps:>10}  skipped: {envs * steps:,} samples > --max-samples")
                 continue
-            shape = dict(num_envs=envs, horizon=horizon, iterations=iterations, warmup=warmup, device=device)
+            shape = dict(num_envs=envs, num_steps=steps, iterations=iterations, warmup=warmup, device=device)
             best = None
             for variant in variants:
                 r = isolated("ours", **shape, **VARIANTS[variant])
                 rate = max(rate, matmul_rate(device))
                 floor = r["flops"] / (rate * 1e9)
                 note = f"update floor {floor:.2f} s at {rate:.0f} GFLOP/s ({r['update_s'] / floor:.2f}x floor)"
-                print(_row(f"ours ({variant})", envs, horizon, r, note), flush=True)
-                rows.append({"impl": "ours", "variant": variant, "num_envs": envs, "horizon": horizon, **r,
+                print(_row(f"ours ({variant})", envs, steps, r, note), flush=True)
+                rows.append({"impl": "ours", "variant": variant, "num_envs": envs, "num_steps": steps, **r,
                              "floor_s": floor})  # fmt: skip
                 best = r if best is None or r["total_s"] < best["total_s"] else best
             if first and compare:
@@ -199,9 +210,9 @@ def benchmark(
                         print("rl8 not installed (pip install 'rlte-plugins[bench]'): no side-by-side figure")
                         break
                     ratio = theirs["total_s"] / best["total_s"]
-                    print(_row(label, envs, horizon, theirs, f"best ours / {label} end to end: {ratio:.2f}x"),
+                    print(_row(label, envs, steps, theirs, f"best ours / {label} end to end: {ratio:.2f}x"),
                           flush=True)  # fmt: skip
-                    rows.append({"impl": label, "num_envs": envs, "horizon": horizon, **theirs, "ratio": ratio})
+                    rows.append({"impl": label, "num_envs": envs, "num_steps": steps, **theirs, "ratio": ratio})
             first = False
     return rows
 

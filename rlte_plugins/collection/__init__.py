@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from tensordict import TensorDictBase
 from torchrl.envs import EnvBase
 
 from rlte_plugins.errors import ComponentArgumentError
@@ -52,3 +54,23 @@ def make_collection(strategy: str, env: EnvBase, actor: Any, num_steps: int, dev
     from rlte_plugins.collection.torchrl import TorchRLCollection
 
     return TorchRLCollection(env, actor, num_steps, device)
+
+
+def batch_statistics(batch: TensorDictBase) -> dict[str, torch.Tensor]:
+    """Episode statistics and finiteness checks of a collected batch, as device scalars (nothing leaves the
+    device): the mean score and length of the games that ended in it (``episode_end``, the real end of a game,
+    where the env reports it), their count (``_episodes``) and ``_finite/reward`` / ``_finite/observation``."""
+    nxt = batch.get("next")
+    end_key = "episode_end" if "episode_end" in nxt.keys() else "done"
+    ended = nxt.get(end_key).squeeze(-1)
+    count = ended.sum()
+    stats: dict[str, torch.Tensor] = {"_episodes": count.float()}
+    for key, name in (("episode_reward", "charts/episodic_return"), ("episode_length", "charts/episodic_length")):
+        if key in nxt.keys():
+            value = nxt.get(key).squeeze(-1).float()
+            stats[name] = torch.where(ended, value, torch.zeros_like(value)).sum() / count.clamp_min(1)
+    stats["_finite/reward"] = nxt.get("reward").isfinite().all().float()
+    observed = [v.isfinite().all() for k, v in nxt.items(True, True)
+                if v.is_floating_point() and k != "reward" and not str(k).startswith("episode_")]  # fmt: skip
+    stats["_finite/observation"] = torch.stack(observed).all().float() if observed else torch.ones(())
+    return stats

@@ -129,10 +129,22 @@ class UpdateEngine:
 
     def step(self) -> None:
         """Unscale, clip, step, zero the gradients."""
+        norm = None
         if self.max_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        elif not self.scaler.is_enabled():
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        if norm is not None:
             self.grad_norm = torch.maximum(self.grad_norm, norm.detach().float())
+        if norm is not None and not self.scaler.is_enabled():
+            # a NaN reward or a diverged loss: step with zeros, not NaN (no host sync), so the rest of the update
+            # acts with finite weights; a NaN policy fails inside the next minibatch's loss before the run loop
+            # can name the cause, and the loop stops on the norm recorded above (fp16's scaler skips such steps)
+            nonfinite = ~norm.isfinite()
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad.masked_fill_(nonfinite, 0.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.zero_grad()

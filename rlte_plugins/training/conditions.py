@@ -1,10 +1,10 @@
 """Stop conditions over training and evaluation statistics.
 
 A condition is called once per training iteration with the keys logged for that iteration (CleanRL's names:
-``"charts/episodic_return"``, ``"eval/episodic_return"``, ``"losses/approx_kl"``...) and the counters ``"frames"``,
-``"time_s"`` and ``"iteration"``) and returns ``True`` when training should stop. Conditions keep their own history, so one instance
-belongs to one run. A missing key (e.g. an evaluation statistic on an iteration without evaluation) never
-triggers a condition: the last value seen is used, or none.
+``"charts/episodic_return"``, ``"eval/episodic_return"``, ``"losses/approx_kl"``...) and the counters
+``"frames"``, ``"time_s"`` and ``"iteration"``, and returns ``True`` when training should stop. Conditions keep
+their own history, so one instance belongs to one run. A missing key (e.g. an evaluation statistic on an
+iteration without evaluation) never triggers a condition: the last value seen is used, or none.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from rlte_plugins.errors import NonFiniteError, TrainingInterrupted
+from rlte_plugins.errors import ComponentArgumentError, NonFiniteError, TrainingInterrupted
 from rlte_plugins.training.conditions import from_config
 from rlte_plugins.training.metrics import make_logger, record
 from rlte_plugins.training.progress import Progress
@@ -110,6 +110,11 @@ def run_loop(
     agent.build()
     agent.set_total_frames(total_frames)
     conditions = [c if callable(c) else from_config(c) for c in stop_conditions]
+    if eval_every and agent.env_reference() is None:
+        raise ComponentArgumentError(
+            f"{agent.owner}: eval_every needs envs made like the training env, which was given as an instance that "
+            "cannot be made again: pass the env by name, mapping or factory"
+        )
     if isinstance(logger, str):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         output = Path(checkpoint).parent if checkpoint else Path("runs") / f"{agent.name}-{stamp}"
@@ -147,7 +152,7 @@ def run_loop(
                 if interrupts.requested:
                     save()
                     where = f"checkpoint {path} (frame {agent.frames})" if path else "no checkpoint (none was given)"
-                    raise TrainingInterrupted(f"interrupted at frame {agent.frames}: wrote {where}")
+                    raise TrainingInterrupted(f"interrupted at frame {agent.frames}: wrote {where}", path, agent.frames)
                 if checkpoint_every and agent.frames - last_saved >= checkpoint_every:
                     save()
                 state = {**logged, "frames": agent.frames, "time_s": agent.elapsed, "iteration": agent.iterations}

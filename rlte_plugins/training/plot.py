@@ -7,7 +7,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-
 RETURN = "charts/episodic_return"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ __all__ = ["LOGGERS", "build_agent", "make_logger", "quiet_torchrl", "read_run_c
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.pt"
+RUN_FILE = "run.json"
 
 
 def quiet_torchrl() -> None:
@@ -47,10 +47,10 @@ def build_agent(config: dict[str, Any]) -> Any:
     return agent.set(**{k: config[k] for k in COMPONENT_SECTIONS if k != "env" and config[k] is not None})
 
 
-def _make_run_directory(output: Path) -> bool:
-    """Create the run directory (``True`` when it did not exist), or one :class:`ConfigError` line saying why
-    it cannot be."""
-    existed = output.is_dir()
+def _make_run_directory(output: Path) -> list[Path]:
+    """Create the run directory, or one :class:`ConfigError` line saying why it cannot be; returns the folders
+    it created, deepest first (removed again if the run never starts)."""
+    created = [p for p in (output, *output.parents) if not p.exists()]
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -58,7 +58,7 @@ def _make_run_directory(output: Path) -> bool:
         raise ConfigError(
             f"cannot create the run directory {str(output)!r} (--output / train.output): {reason}"
         ) from exc
-    return not existed
+    return created
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -98,10 +98,13 @@ def run(config: dict[str, Any], name: str = "run", resume: str | Path | None = N
             agent = build_agent(config)
             agent.build()
         (output / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        if resume is None:  # the name the logger files live under, which a resumed run keeps
+            (output / RUN_FILE).write_text(json.dumps({"name": name}), encoding="utf-8")
         logger = make_logger(train["logger"], output, name)
     except BaseException:
-        if created and not any(output.iterdir()):
-            shutil.rmtree(output, ignore_errors=True)  # a run that never started leaves nothing behind
+        for folder in created:  # a run that never started leaves nothing behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     stats = agent.train(
         train["total_frames"],

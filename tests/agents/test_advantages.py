@@ -1,13 +1,14 @@
-"""Advantages on both PPO paths against a hand-written GAE loop: truncations and terminations in the middle of
-multi-step rollouts, several envs."""
+"""On-policy advantages against a hand-written GAE loop: truncations and terminations in the middle of multi-step
+rollouts, several envs, on a hand-made batch and on batches both collection strategies gather."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tensordict import TensorDict
 
+import rlte_plugins
 from rlte_plugins.agents.ppo import PPO
-from rlte_plugins.training.fast import FastPPO
 
 GAMMA, LAMBDA = 0.9, 0.8
 
@@ -56,27 +57,38 @@ def rollout(num_envs: int = 3, steps: int = 6) -> TensorDict:
 
 
 def expected(data: TensorDict, critic) -> torch.Tensor:
+    """The reference over the critic's values of every observation and every real next observation."""
     with torch.no_grad():
         value = critic(TensorDict(observation=data["observation"], batch_size=data.shape))["state_value"]
         following = critic(TensorDict(observation=data["next", "observation"], batch_size=data.shape))["state_value"]
     nxt = data["next"]
-    return reference_gae(value, nxt["reward"], following, nxt["terminated"], nxt["truncated"])
+    return reference_gae(value, nxt["reward"].float(), following, nxt["terminated"], nxt["truncated"])
 
 
-def test_ppo_gae_bootstraps_truncations_inside_a_rollout():
-    agent = PPO(env="CartPole-v1", num_envs=3, num_steps=6, num_minibatches=1, gamma=GAMMA, gae_lambda=LAMBDA).build()
+@pytest.mark.parametrize("agent_name", ["ppo", "a2c"])
+def test_gae_bootstraps_truncations_inside_a_rollout(agent_name):
+    agent = rlte_plugins.make(
+        "agent", agent_name, env="CartPole-v1", num_envs=3, num_steps=6, num_minibatches=1, gamma=GAMMA,
+        gae_lambda=LAMBDA,
+    ).build()  # fmt: skip
     data = rollout()
     want = expected(data, agent.policy.critic)
     with torch.no_grad():
-        agent.advantage(data)
-    torch.testing.assert_close(data["advantage"], want, rtol=1e-5, atol=1e-6)
-
-
-def test_fast_path_gae_bootstraps_truncations_inside_a_rollout():
-    algo = FastPPO("torch_cartpole", num_envs=3, horizon=6, gamma=GAMMA, gae_lambda=LAMBDA, scale_rewards=False,
-                   encoder={"name": "mlp", "num_cells": [16]})  # fmt: skip
-    data = rollout()
-    want = expected(data, algo.policy.critic)
-    with torch.no_grad():
-        out = algo._advantages(data)
+        out = agent._advantages(data)
     torch.testing.assert_close(out["advantage"], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("collection", ["direct", "torchrl"])
+def test_collected_batches_give_the_reference_advantages(collection):
+    """The agent evaluates ``V(next obs)`` as the next step's ``V(obs)`` except where an env was reset; on a real
+    batch (episodes cut every 3 steps, so truncations fall inside it) that must agree with evaluating every stored
+    next observation, on both strategies: each keeps the real final observation beside the reset one."""
+    env = rlte_plugins.make("env", "torch_cartpole", num_envs=3, seed=0, max_episode_steps=3)
+    agent = PPO(env, num_steps=8, num_minibatches=1, gamma=GAMMA, gae_lambda=LAMBDA, collection=collection)
+    batch = agent.collect()
+    assert batch["next", "truncated"].any() and batch["next", "done"][:, :-1].any()
+    want = expected(batch, agent.policy.critic)
+    with torch.no_grad():
+        out = agent._advantages(batch)
+    torch.testing.assert_close(out["advantage"], want, rtol=1e-5, atol=1e-6)
+    agent.close()

@@ -1,5 +1,6 @@
-"""Both PPO paths choose the distribution that fits the action spec when none is set: MultiDiscrete and
-MultiBinary actions included (TorchRL's ``MultiCategorical`` and ``Binary`` subclass ``Categorical``)."""
+"""PPO on both collection strategies chooses the distribution that fits the action spec when none is set:
+MultiDiscrete and MultiBinary actions included (TorchRL's ``MultiCategorical`` and ``Binary`` subclass
+``Categorical``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from torchrl.data import Binary, MultiCategorical
 
 from rlte_plugins.agents.ppo import PPO
 from rlte_plugins.envs.torch_native.tasks import DummyDiscrete
-from rlte_plugins.training.fast import FastPPO
 
 
 class MultiDiscreteDummy(DummyDiscrete):
@@ -42,18 +42,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("env_cls,head,_", CASES, ids=["multi_discrete", "multi_binary"])
-def test_ppo_defaults_to_the_distribution_of_the_action_spec(env_cls, head, _):
-    agent = PPO(env=env_cls(num_envs=4, seed=0), num_steps=8, num_minibatches=2, epochs=1)
-    stats = agent.train(total_frames=64, progress=False)
+@pytest.mark.parametrize("collection", ["direct", "torchrl"])
+@pytest.mark.parametrize("env_cls,head,dist", CASES, ids=["multi_discrete", "multi_binary"])
+def test_ppo_defaults_to_the_distribution_of_the_action_spec(env_cls, head, dist, collection):
+    agent = PPO(env=env_cls(num_envs=4, seed=0), num_steps=8, num_minibatches=2, epochs=1, collection=collection)
+    agent.set(encoder={"name": "mlp", "num_cells": [8]})
+    batch = agent.collect()
     assert type(agent.components["distribution"]).__name__ == head
-    assert math.isfinite(stats["loss_objective"])
-
-
-@pytest.mark.parametrize("env_cls,_,dist", CASES, ids=["multi_discrete", "multi_binary"])
-def test_fast_path_defaults_to_the_distribution_of_the_action_spec(env_cls, _, dist):
-    algo = FastPPO(env_cls(num_envs=8, seed=0), num_envs=8, horizon=8, encoder={"name": "mlp", "num_cells": [8]})
-    algo.collect()
-    assert type(algo.policy.actor.get_dist(algo.buffer[:, 0].clone())).__name__ == dist
-    assert algo.buffer["action"].shape == (8, 8, algo.env.action_spec.shape[-1])
-    assert math.isfinite(algo.step()["losses/total"])
+    assert type(agent.policy.actor.get_dist(batch[:, 0].clone())).__name__ == dist
+    assert batch["action"].shape == (4, 8, agent.env.action_spec.shape[-1])
+    stats = agent.train(total_frames=64, progress=False)
+    assert math.isfinite(stats["losses/policy_loss"]) and math.isfinite(stats["losses/value_loss"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -29,7 +30,9 @@ def test_list_table_json_kind_and_pattern(capsys):
 def test_info_shows_signature_docstring_and_provider(capsys):
     assert main(["info", "agent", "ppo"]) == 0
     out = capsys.readouterr().out
-    assert "ppo(env: 'Any', device: 'str | torch.device' = 'cpu', seed: 'int' = 0, *, num_envs: 'int' = 8" in out
+    assert "ppo(env, device='cpu', seed=0, *, num_envs: 'int' = 8, num_steps: 'int' = 128" in out
+    helped = r"^  clip_epsilon +PPO ratio clip \(start of the schedule when anneal_clip\) \(default 0\.2\)$"
+    assert re.search(helped, out, re.M)  # each argument's help, from PPO.Config
     assert "provider: rlte-plugins" in out and "Proximal Policy Optimization" in out
     assert main(["info", "env", "gymnasium", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -77,6 +80,8 @@ def test_train_end_to_end_writes_run_directory(tmp_path):
         "train.eval_episodes=2",
         "--set",
         "encoder.num_cells=[16]",
+        "--threads",
+        "1",  # torch's default thread count is many times slower for a network this small on a busy machine
     )
     assert result.returncode == 0, result.stderr
     assert "final mean return over 2 evaluation episodes" in result.stdout
@@ -88,32 +93,6 @@ def test_train_end_to_end_writes_run_directory(tmp_path):
     assert (
         (out / "ppo_cartpole" / "scalars" / "charts" / "episodic_return.csv").read_text().strip()
     )  # TorchRL's CSV logger
-
-
-def test_train_help_documents_every_key():
-    from rlte_plugins.training.config import TRAIN_KEYS
-
-    out = rlte("train", "--help").stdout
-    for key in TRAIN_KEYS:
-        assert f"train.{key}" in out
-    # every option of the fast path, with its default where it has a plain one
-    import inspect
-    import re
-
-    from rlte_plugins.agents.fast_ppo import FastPPOAgent
-    from rlte_plugins.training.config import parse_yaml
-    from rlte_plugins.training.fast import FastPPO
-
-    text = " ".join(out.split())
-    agent_keys = set(inspect.signature(FastPPOAgent).parameters) - {"env", "device", "seed", "hparams"}
-    for name, param in {**inspect.signature(FastPPO).parameters, **{k: None for k in agent_keys}}.items():
-        if name in ("env", "device", "seed", "encoder", "distribution"):
-            continue  # their own config sections / train.* keys
-        assert re.search(rf"\b{name}\b", text), name
-        default = None if param is None else param.default
-        if isinstance(default, (bool, int, float)) and name not in ("num_envs", "horizon"):
-            shown = re.search(rf"\b{name}=([^\s,|(]+)", text)
-            assert shown and parse_yaml(shown.group(1)) == default, (name, default)
 
 
 def test_every_component_has_a_summary_and_info_shows_forwarded_arguments(capsys):
@@ -131,7 +110,8 @@ def test_every_component_has_a_summary_and_info_shows_forwarded_arguments(capsys
 def test_exit_statuses(tmp_path, capsys, monkeypatch):
     import pytest
 
-    from rlte_plugins import cli
+    from rlte_plugins.cli import list_
+    from rlte_plugins.errors import TrainingInterrupted
 
     assert main(["list"]) == 0
     assert main([]) == 0 and "exit status:" in capsys.readouterr().out  # help, with the table of statuses
@@ -147,13 +127,20 @@ def test_exit_statuses(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     capsys.readouterr()
-    monkeypatch.setattr(cli, "cmd_list", interrupted)
+    monkeypatch.setattr(list_, "run", interrupted)
     assert main(["list"]) == 130 and capsys.readouterr().err == "interrupted\n"
+
+    def stopped(args):  # what the run loop raises once Ctrl-C's checkpoint is written
+        raise TrainingInterrupted("interrupted at frame 640: wrote checkpoint run/checkpoint.pt (frame 640)")
+
+    monkeypatch.setattr(list_, "run", stopped)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "interrupted at frame 640: wrote checkpoint run/checkpoint.pt (frame 640)\n"
 
     def bug(args):
         raise ZeroDivisionError("a bug of rlte itself")
 
-    monkeypatch.setattr(cli, "cmd_list", bug)
+    monkeypatch.setattr(list_, "run", bug)
     with pytest.raises(ZeroDivisionError):  # not a component's: the interpreter prints it in full and exits 1
         main(["list"])
 

@@ -408,19 +408,19 @@ def test_squashed_normal_scores_draws_without_gradient_exactly_by_default():
     assert score.mean() > 20
 
 
-def test_on_policy_agents_store_the_score_their_loss_recomputes():
-    """The fast path (and PPO) switch squashed_normal to scoring draws from their actions: a wide, saturating
-    policy's collected log-probs are exactly what the loss's re-score of the stored actions gives."""
-    from rlte_plugins.training.fast import FastPPO
-
+@pytest.mark.parametrize("collection", ["direct", "torchrl"])
+def test_on_policy_agents_store_the_score_their_loss_recomputes(collection):
+    """PPO switches squashed_normal to scoring draws from their actions, on both collection strategies: a wide,
+    saturating policy's collected log-probs are exactly what the loss's re-score of the stored actions gives."""
     wide = {"name": "squashed_normal", "log_std_min": 2.0, "log_std_max": 3.0}
-    algo = FastPPO("torch_pendulum", num_envs=16, horizon=16, distribution=wide, seed=0,
-                   encoder={"name": "mlp", "num_cells": [8]})  # fmt: skip
-    algo.collect()
-    data = algo.buffer.reshape(-1)
-    high = algo.env.action_spec.space.high.reshape(-1)[0]
+    agent = rlte_plugins.make("agent", "ppo", env="torch_pendulum", num_envs=16, num_steps=16, seed=0,
+                              collection=collection)  # fmt: skip
+    agent.set(distribution=wide, encoder={"name": "mlp", "num_cells": [8]})
+    data = agent.collect().reshape(-1)
+    high = agent.env.action_spec.space.high.reshape(-1)[0]
     assert (data["action"].abs() >= high * (1 - 1e-6)).float().mean() > 0.3  # many actions on the bounds
     with torch.no_grad():
-        rescored = algo.policy.actor.get_dist(data.clone()).log_prob(data["action"])
+        rescored = agent.policy.actor.get_dist(data.clone()).log_prob(data["action"])
     # equal up to the network's float rounding at another batch size (with exact draw scores: off by up to 30)
     torch.testing.assert_close(rescored, data["action_log_prob"], rtol=0.0, atol=1e-4)
+    agent.close()

@@ -5,6 +5,7 @@ Every hook must carry ``@hookimpl`` (pluggy ignores unmarked functions; `rlte pl
 named exactly as in :mod:`rlte_plugins.hookspecs` (a misspelt name fails the plugin with a "did you mean").
 """
 
+from rlte_example import commands
 from rlte_plugins import hookimpl
 
 
@@ -16,3 +17,13 @@ def register_encoders(register):
 @hookimpl
 def register_rewards(register):
     register("simhash_count", "rlte_example.rewards:SimHashCountReward", tags=("exploration", "example"))
+
+
+@hookimpl
+def register_commands(cli):
+    cli.add_command(
+        "residual-mlp-size",
+        commands.run,
+        help="parameters of residual_mlp encoders by width and depth",
+        configure=commands.configure,
+    )

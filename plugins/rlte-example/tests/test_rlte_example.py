@@ -55,3 +55,19 @@ def test_observations_that_do_not_fit_are_a_spec_mismatch():
     pixels = Composite(observation=Unbounded(shape=(3, 8, 8)))
     with pytest.raises(rlte_plugins.SpecMismatchError, match="encoder 'residual_mlp' encodes flat vectors"):
         rlte_plugins.make("encoder", "residual_mlp", observation_spec=pixels)
+
+
+def test_the_size_command_counts_what_training_would_build(capsys):
+    import json
+
+    from rlte_plugins.cli import main
+
+    assert main(["residual-mlp-size", "--in-features", "3", "--width", "16", "--blocks", "0", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for row in rows:
+        encoder = rlte_plugins.make("encoder", "residual_mlp", in_features=3, width=16, blocks=row["blocks"])
+        assert row["parameters"] == sum(p.numel() for p in encoder.parameters())
+    assert rows[1]["parameters"] - rows[0]["parameters"] == 2 * (2 * 16 + 2 * (16 * 16 + 16))  # two blocks
+    assert main(["residual-mlp-size", "--in-features", "3", "--width", "16", "64"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["WIDTH", "BLOCKS", "PARAMETERS"] and len(table) == 3

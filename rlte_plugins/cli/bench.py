@@ -1,0 +1,73 @@
+"""``rlte bench BENCHMARK``: cartpole (returns over seeds), envs (steps/s), throughput (against rl8), encoders."""
+
+from __future__ import annotations
+
+import argparse
+
+from rlte_plugins.cli.common import EXIT_OK, CommandParser, Subparsers
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("bench", help="run a benchmark", description="Run a benchmark and print its figures.")
+    bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True, parser_class=CommandParser)
+    b = bench.add_parser("cartpole", help="the default recipe over several seeds (final returns, wall time)")
+    b.add_argument("--recipe", default="ppo_cartpole", help="recipe name or YAML config")
+    b.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
+    b.add_argument("--frames", type=int, default=100_000, help="frames per seed")
+    b.add_argument("--eval-episodes", type=int, default=20, help="deterministic evaluation episodes per seed")
+    b.add_argument("--workers", type=int, help="parallel worker processes (default: min(seeds, CPUs))")
+    b.set_defaults(func=run_cartpole)
+    b = bench.add_parser("envs", help="steps/s of each env family, beside raw EnvPool in the same run")
+    b.add_argument("families", nargs="*", help="families to run (default: all whose backend is installed)")
+    b.add_argument("--num-envs", type=int, nargs="+", default=[8, 64, 256], help="batch sizes")
+    b.add_argument("--seconds", type=float, default=3.0, help="timed seconds per figure (after a warm-up)")
+    b.add_argument("--device", default="cpu", help="device of the output tensors")
+    b.set_defaults(func=run_envs)
+    b = bench.add_parser("throughput", help="fast-path PPO transitions/s against rl8 in the same run")
+    b.add_argument("--num-envs", type=int, nargs="+", default=[8192], help="env counts (the first is compared)")
+    b.add_argument("--horizon", type=int, nargs="+", default=[32], help="horizons")
+    b.add_argument("--iterations", type=int, default=3, help="timed iterations (median shown)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--no-rl8", action="store_true", help="do not run rl8 even where it is installed")
+    b.add_argument("--max-samples", type=int, default=2_100_000, help="skip larger num_envs x horizon")
+    variants_help = (
+        "our rows: eager, compile (torch.compile), max-autotune (torch.compile's slowest-to-build, "
+        "fastest mode), cudagraphs and compile+cudagraphs (CUDA); default eager max-autotune"
+    )
+    b.add_argument("--variants", nargs="+", default=["eager", "max-autotune"], help=variants_help)
+    b.set_defaults(func=run_throughput)
+    b = bench.add_parser("encoders", help="forward (and forward+backward) time per batch of each encoder")
+    b.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
+    b.add_argument("--repeats", type=int, default=10, help="timings per figure; the median is shown")
+    b.add_argument("--device", default="cpu")
+    b.set_defaults(func=run_encoders)
+
+
+def run_cartpole(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.cartpole import benchmark
+
+    benchmark(args.recipe, args.seeds, args.frames, args.eval_episodes, args.workers)
+    return EXIT_OK
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.throughput import benchmark
+
+    benchmark(args.num_envs, args.horizon, args.iterations, args.warmup, args.device, not args.no_rl8,
+              args.max_samples, args.variants)  # fmt: skip
+    return EXIT_OK
+
+
+def run_encoders(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.encoders import benchmark
+
+    benchmark(args.batch_size, args.repeats, args.device)
+    return EXIT_OK
+
+
+def run_envs(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.envs import benchmark
+
+    benchmark(args.families or None, args.num_envs, args.seconds, args.device)
+    return EXIT_OK
