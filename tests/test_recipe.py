@@ -1,4 +1,4 @@
-"""The Python recipe and the packaged YAML recipe describe the same run."""
+"""The Python recipe and the packaged YAML recipe describe the same run; every packaged recipe builds its agent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from rlte_plugins.training.config import load_config, normalize_config
+import pytest
+
+from rlte_plugins.training.config import load_config, normalize_config, recipe_names
+from rlte_plugins.training.runner import build_agent
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "ppo_cartpole.py"
 
@@ -28,3 +31,15 @@ def test_python_recipe_matches_packaged_config():
     assert args["activation"] == config["encoder"]["activation"]
     for key in ("total_frames", "seed", "device", "eval_episodes", "logger"):
         assert args[key] == config["train"][key], key
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_packaged_recipe_builds_its_agent(name):
+    # a recipe written for an older agent (a removed option, a slot the agent no longer has) fails here, not
+    # minutes into `rlte train`
+    config = normalize_config(*load_config(name))
+    agent = build_agent(config).build()
+    for key, value in config["agent"].items():
+        if key != "name":
+            assert getattr(agent.config, key) == value, key
+    agent.close()

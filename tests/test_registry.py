@@ -31,6 +31,9 @@ def test_builtins_listed_with_provider_and_summary():
     specs = {(s.kind, s.name): s for s in rlte_plugins.list_components()}
     for key in [
         ("agent", "ppo"),
+        ("agent", "fast_ppo"),
+        ("agent", "ppo_lstm"),
+        ("agent", "a2c"),
         ("encoder", "mlp"),
         ("encoder", "identity"),
         ("policy", "actor_critic"),

@@ -226,7 +226,11 @@ class Agent:
 
         def factory(env: Any = defaults.get("env"), device: Any = "cpu", seed: int = 0, **config: Any) -> Agent:
             options = {k: v for k, v in defaults.items() if k != "env"}
-            agent = cls(env, device, seed, **{**options, **config})
+            try:
+                agent = cls(env, device, seed, **{**options, **config})
+            except ComponentArgumentError as exc:  # name what the user made, not only the class behind it
+                message = str(exc).replace(f"agent {cls.name!r}", f"agent {name!r} (a preset of {cls.name!r})", 1)
+                raise ComponentArgumentError(message) from exc
             agent.preset = name
             agent._defaults.update(copy.deepcopy(dict(components or {})))
             return agent
@@ -250,6 +254,7 @@ class Agent:
         seed_everything(seed)
         self._env_factory: str | None = None
         self.env = self._make_env(env)
+        self.check_env()
         self._defaults: dict[str, Any] = copy.deepcopy(dict(self.slots))
         self._choices: dict[str, Any] = {}
         self.components: dict[str, Any] = {}
@@ -265,6 +270,9 @@ class Agent:
     # -- configuration hooks ------------------------------------------------------------------------------
     def check_config(self) -> None:
         """Checks across fields (each field is already checked on its own)."""
+
+    def check_env(self) -> None:
+        """Checks of the config against the env (its batch size...), once the env is made."""
 
     @property
     def num_envs(self) -> int:
@@ -439,7 +447,7 @@ class Agent:
         """The run's frame budget, which schedules annealed over a run count towards."""
         self.total_frames = total_frames
 
-    def iteration(self) -> dict[str, torch.Tensor]:
+    def iteration(self) -> dict[str, Any]:
         """Collect one batch and learn from it; returns the statistics as device tensors (the run loop fetches
         them in one transfer). Keys starting with ``_`` are checks, not logged: ``_finite/<what>`` (1 when
         finite), ``_episodes``."""
@@ -543,8 +551,12 @@ class Agent:
             "env": self.env_reference(),
             "components": {slot: component_ref(obj) for slot, obj in self.components.items()},
             "state": self._state(),
-            "counters": {"frames": self.frames, "iterations": self.iterations, "total_frames": self.total_frames,
-                         "elapsed": self.elapsed},  # fmt: skip
+            "counters": {
+                "frames": self.frames,
+                "iterations": self.iterations,
+                "total_frames": self.total_frames,
+                "elapsed": self.elapsed,
+            },  # fmt: skip
             "rng": rng_state(),
             "eval_seed_rng": self._eval_seeds.get_state(),
             "history": [dict(h) for h in self.history],

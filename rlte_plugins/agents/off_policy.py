@@ -133,10 +133,10 @@ class OffPolicyAgent(Agent):
         """The TD error a prioritized storage sets a sampled transition's priority from (the loss wrote it)."""
         return sample.get("td_error")
 
-    def step(self) -> dict[str, torch.Tensor]:
+    def step(self) -> dict[str, Any]:
         """``gradient_steps`` updates on sampled batches (none before ``learning_starts``)."""
         c = self.config
-        stats: dict[str, torch.Tensor] = {}
+        stats: dict[str, Any] = {}
         if self.frames < c.learning_starts:
             return stats
         lr = self.engine.set_lr(self.frames)
@@ -154,11 +154,11 @@ class OffPolicyAgent(Agent):
             if c.tau == 1.0 or self.updates % c.target_update_every == 0:
                 self.target_updater.step()  # a hard update counts its own interval
         stats.update(zip(self.loss_metrics.values(), sums / c.gradient_steps, strict=True))
-        stats["charts/learning_rate"] = torch.tensor(lr)
+        stats["charts/learning_rate"] = lr
         stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()
         return stats
 
-    def iteration(self) -> dict[str, torch.Tensor]:
+    def iteration(self) -> dict[str, Any]:
         stats = batch_statistics(self.collect())
         stats.update(self.step())
         self.iterations += 1
@@ -178,6 +178,8 @@ class OffPolicyAgent(Agent):
             "engine": self.engine.state_dict(),
             "storage": self.components["storage"].state_dict(),
             "updates": self.updates,
+            # the acting module's exploration state (DQN's epsilon): a loaded actor explores as the saved one did
+            "exploration": None if self.exploration is None else self.exploration.state_dict(),
             "reward": reward.state_dict() if reward is not None and hasattr(reward, "state_dict") else None,
             "collection": self.collection.state_dict(),
         }
@@ -187,6 +189,8 @@ class OffPolicyAgent(Agent):
         self.engine.load_state_dict(state["engine"])
         self.components["storage"].load_state_dict(state["storage"])
         self.updates = int(state["updates"])
+        if self.exploration is not None and state.get("exploration") is not None:
+            self.exploration.load_state_dict(state["exploration"])
         reward = self.components.get("reward")
         if reward is not None and state.get("reward") is not None:
             reward.load_state_dict(state["reward"])

@@ -136,7 +136,7 @@ class OnPolicyAgent(Agent):
         return super().default_component(slot)
 
     # -- building -----------------------------------------------------------------------------------------
-    def _build(self) -> None:
+    def check_env(self) -> None:
         c = self.config
         batch = self.frames_per_batch
         if batch % c.num_minibatches or (batch // c.num_minibatches) % self.sequence_length:
@@ -145,6 +145,9 @@ class OnPolicyAgent(Agent):
                 f"frames per batch must split into num_minibatches ({c.num_minibatches}) minibatches of whole "
                 f"sequences of {self.sequence_length} steps"
             )
+
+    def _build(self) -> None:
+        c = self.config
         encoder, policy, distribution = (self.components[k] for k in ("encoder", "policy", "distribution"))
         if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
             distribution.on_policy()
@@ -192,7 +195,7 @@ class OnPolicyAgent(Agent):
         return list(self.policy.env_transforms()) if hasattr(self.policy, "env_transforms") else []
 
     # -- the low-level algorithm --------------------------------------------------------------------------
-    def iteration(self) -> dict[str, torch.Tensor]:
+    def iteration(self) -> dict[str, Any]:
         return self.step(self.collect())
 
     @torch.no_grad()
@@ -223,7 +226,7 @@ class OnPolicyAgent(Agent):
     def before_update(self, frames: int) -> None:
         """Per-batch schedules of a subclass, read at ``frames`` (the frames before this batch)."""
 
-    def step(self, batch: TensorDictBase | None = None) -> dict[str, torch.Tensor]:
+    def step(self, batch: TensorDictBase | None = None) -> dict[str, Any]:
         """Learn from ``batch`` (default: the last collected); returns statistics as device tensors."""
         batch = self._batch if batch is None else batch
         if batch is None:
@@ -266,7 +269,7 @@ class OnPolicyAgent(Agent):
         self.iterations += 1
         stats.update(zip(self.loss_metrics.values(), sums / max(count, 1), strict=True))
         stats["losses/explained_variance"] = stats.pop("_explained_variance")
-        stats["charts/learning_rate"] = torch.tensor(lr)
+        stats["charts/learning_rate"] = lr
         stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()
         return stats
 
@@ -429,4 +432,3 @@ class OnPolicyAgent(Agent):
     def parameters(self) -> Any:
         self.build()
         return self.policy.parameters()
-

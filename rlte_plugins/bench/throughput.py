@@ -183,7 +183,8 @@ def benchmark(
         f"median of {iterations} iterations after {warmup} warm-up, each row in its own process; "
         f"float32 matmul [8192,256]x[256,256]: {rate:.0f} GFLOP/s"
     )
-    print(f"{'impl':<22}{'envs':>7}{'num_steps':>10}{'transitions/s':>14}{'collect s':>11}{'update s':>10}{'total s':>9}")
+    header = f"{'impl':<22}{'envs':>7}{'num_steps':>10}{'transitions/s':>14}"
+    print(f"{header}{'collect s':>11}{'update s':>10}{'total s':>9}")
     rows: list[dict[str, Any]] = []
     first = True
     for envs in num_envs:

@@ -19,11 +19,7 @@ def plot_learning_curve(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [
-        (h["frames"], h[RETURN])
-        for h in history
-        if RETURN in h and math.isfinite(h[RETURN])
-    ]
+    points = [(h["frames"], h[RETURN]) for h in history if RETURN in h and math.isfinite(h[RETURN])]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if points:
         frames, returns = zip(*points, strict=True)

@@ -84,8 +84,8 @@ def run(config: dict[str, Any], name: str = "run", resume: str | Path | None = N
         import torch
 
         torch.set_num_threads(train["threads"])
-    output = Path(resume) if resume is not None else Path(
-        train["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    output = (
+        Path(resume) if resume is not None else Path(train["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     )
     created = _make_run_directory(output)  # before anything is built, so a bad --output is one line
     checkpoint = output / CHECKPOINT_FILE

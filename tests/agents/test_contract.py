@@ -247,12 +247,10 @@ def test_torchrl_collection_trains_the_same_agent_as_direct_collection():
     """On a gymnasium env (exact resets either way), the two strategies gather the same batches, so the same seed
     trains the same weights; a plain TorchRL env trains through TorchRL's collector."""
     trained = {}
-    for collection in ("direct", "torchrl"):
+    for collection, used in (("direct", "DirectCollection"), ("torchrl", "TorchRLCollection")):
         agent = tiny(env="CartPole-v1", collection=collection)
         stats = agent.train(3 * BATCH, progress=False)
-        assert type(agent.collection).__name__ == {"direct": "DirectCollection", "torchrl": "TorchRLCollection"}[
-            collection
-        ]
+        assert type(agent.collection).__name__ == used
         assert {"charts/episodic_return", "losses/policy_loss"} <= set(stats)
         trained[collection] = flat_parameters(agent)
     assert torch.equal(trained["direct"], trained["torchrl"])

@@ -13,9 +13,9 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 import rlte_plugins
 from rlte_plugins.distributions.discrete import IndependentBernoulli, MultiCategoricalDistribution
-from rlte_plugins.optim.schedules import Schedule
 from rlte_plugins.distributions.squashed_normal import SquashedNormal
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+from rlte_plugins.optim.schedules import Schedule
 
 
 def test_squashed_normal_log_prob_matches_change_of_variables():
