@@ -83,6 +83,7 @@ def main(args: Args) -> float:
         anneal_clip=True,
         entropy_coef=args.entropy_coef,
         value_coef=args.value_coef,
+        clip_value=None,  # the zoo's configuration clips the ratio only
         max_grad_norm=args.max_grad_norm,
     ).set(encoder=encoder, distribution=distribution, policy=policy)
 

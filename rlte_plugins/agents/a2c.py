@@ -14,7 +14,8 @@ from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 class A2C(OnPolicyAgent):
     """Synchronous advantage actor-critic: one gradient step per batch of short rollouts.
 
-    Stable-Baselines3's defaults: 5 steps, lr 7e-4, no advantage normalisation, GAE lambda 1 (n-step returns).
+    Stable-Baselines3's defaults (8 envs x 5 steps, lr 7e-4, value weight 0.5, no advantage normalisation, GAE
+    lambda 1: n-step returns), with Adam where Stable-Baselines3 uses RMSprop.
     Components as :class:`~rlte_plugins.agents.ppo.PPO`.
 
     Examples:
@@ -28,15 +29,17 @@ class A2C(OnPolicyAgent):
 
     @dataclasses.dataclass
     class Config(OnPolicyConfig):
+        num_envs: int = option(8, "parallel envs when the agent makes the env", low=1)
         num_steps: int = option(5, "steps per env per batch", low=1)
         epochs: int = option(1, "passes over each batch", low=1)
         num_minibatches: int = option(1, "minibatches per pass", low=1)
         lr: float | str = option(7e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
-                                 types=(int, float, str))  # fmt: skip
+                                 types=(int, float, str), low=0.0)  # fmt: skip
         anneal_lr: bool = option(False, "anneal a numeric lr linearly to 0 over train()'s total_frames")
         gae_lambda: float = option(1.0, "GAE lambda (1: n-step returns)", low=0.0, high=1.0)
         entropy_coef: float | str = option(0.0, "entropy bonus weight: a number or 'linear(start, end, frames)'",
-                                           schedule=True, types=(int, float, str))  # fmt: skip
+                                           schedule=True, types=(int, float, str), low=0.0)  # fmt: skip
+        value_coef: float = option(0.5, "weight of the squared value error", low=0.0)
         normalize_advantage: bool = option(False, "normalise advantages over each minibatch")
         critic_loss: str = option("l2", "value loss: l2, l1 or smooth_l1", choices=("l2", "l1", "smooth_l1"))
 

@@ -32,6 +32,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from rlte_plugins.errors import (
     CheckpointError,
     ComponentArgumentError,
+    RlteError,
     SpecMismatchError,
     UnknownComponentError,
     positive_int,
@@ -85,12 +86,15 @@ def field_default(f: dataclasses.Field[Any]) -> Any:
 
 
 def check_option(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
-    """``value`` if it fits the field's declaration, else one error naming the agent and the argument."""
+    """``value`` if it fits the field's declaration, else one error naming the agent and the argument (a
+    schedule's start and end are held to the field's bounds)."""
     meta = f.metadata
     if meta.get("schedule") and isinstance(value, str):
         from rlte_plugins.optim.schedules import Schedule
 
-        Schedule.parse(value, f"{owner}: {f.name}")
+        schedule = Schedule.parse(value, f"{owner}: {f.name}")
+        for end in (schedule.start, schedule.end):
+            _check_bounds(owner, f, end, f" (in {value!r})")
         return value
     types = meta.get("types") or _INFER.get(type(field_default(f)), (type(field_default(f)),))
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
@@ -101,14 +105,19 @@ def check_option(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
         accepted = ", ".join(repr(c) for c in meta["choices"])
         raise ComponentArgumentError(f"{owner}: {f.name} must be one of {accepted}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        low, high = meta.get("low"), meta.get("high")
-        below = low is not None and (value <= low if meta.get("low_open") else value < low)
-        if below or (high is not None and value > high):
-            lo = "" if low is None else f"{'>' if meta.get('low_open') else '>='} {low}"
-            hi = "" if high is None else f"<= {high}"
-            raise ComponentArgumentError(f"{owner}: {f.name} must be {' and '.join(x for x in (lo, hi) if x)}, "
-                                         f"got {value!r}")  # fmt: skip
+        _check_bounds(owner, f, value)
     return value
+
+
+def _check_bounds(owner: str, f: dataclasses.Field[Any], value: float, where: str = "") -> None:
+    meta = f.metadata
+    low, high = meta.get("low"), meta.get("high")
+    below = low is not None and (value <= low if meta.get("low_open") else value < low)
+    if below or (high is not None and value > high):
+        lo = "" if low is None else f"{'>' if meta.get('low_open') else '>='} {low}"
+        hi = "" if high is None else f"<= {high}"
+        bounds = " and ".join(x for x in (lo, hi) if x)
+        raise ComponentArgumentError(f"{owner}: {f.name} must be {bounds}, got {value!r}{where}")
 
 
 def build_config(owner: str, config_cls: type, kwargs: Mapping[str, Any]) -> Any:
@@ -488,12 +497,18 @@ class Agent:
         """``self.collection`` for the ``collection`` option: ``acting`` is the policy part of :attr:`actor`
         (compiled for direct collection when ``compile`` is set), ``pre`` a module run before it (observation
         normalisation), whose outputs are kept too."""
-        from rlte_plugins.collection import make_collection, resolve_strategy
+        from rlte_plugins.collection import is_rlte_env, make_collection, resolve_strategy
 
         c = self.config
         self.collection_env = self._wrap(self.env)
         strategy = resolve_strategy(c.collection, self.env, self.owner)
         if strategy == "torchrl":
+            if not is_rlte_env(self.env):
+                # the episode statistics every rlte env reports, so that charts/episodic_return is logged
+                from torchrl.envs import RewardSum, StepCounter
+
+                self.collection_env = TransformedEnv(self.collection_env, Compose(
+                    RewardSum(out_keys=["episode_reward"]), StepCounter(step_count_key="episode_length")))  # fmt: skip
             self.collection = make_collection(strategy, self.collection_env, self._actor, c.num_steps, self.device)
             return
         features = {k for m in acting.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
@@ -528,7 +543,8 @@ class Agent:
             if cuda:
                 with torch.cuda.device(self.device):
                     torch.cuda.manual_seed(action_seed)
-            run_env = self.wrap_env(env if env is not None else self.make_env_like(min(episodes, 16), env_seed))
+            made = None if env is not None else self.make_env_like(min(episodes, 16), env_seed)
+            run_env = self.wrap_env(env if made is None else made)
             actor = self.actor
             was_training = actor.training
             actor.eval()
@@ -536,6 +552,8 @@ class Agent:
                 return run_episodes(run_env, actor, episodes, deterministic, max_steps)
             finally:
                 actor.train(was_training)
+                if made is not None:
+                    made.close()  # worker processes of async envs end now, not at garbage collection
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -587,6 +605,12 @@ class Agent:
         if env_choice is None:
             raise CheckpointError(f"checkpoint {path!r} was trained on an env given as an instance: pass env=...")
         device = device if device is not None else data["device"]
+        saved_envs = env_choice.get("num_envs") if env is None and isinstance(env_choice, Mapping) else None
+        if "num_envs" in overrides and saved_envs is not None and overrides["num_envs"] != saved_envs:
+            raise ComponentArgumentError(
+                f"checkpoint {path!r} was trained on {saved_envs} envs and its state (collection, statistics) is "
+                f"per env: pass env=... to load it with num_envs={overrides['num_envs']!r}"
+            )
         if env is None and "device" in env_choice:
             env_choice = {**env_choice, "device": str(device)}
         if env is None and "factory" in env_choice:
@@ -607,6 +631,8 @@ class Agent:
         counters = data["counters"]
         agent.frames, agent.iterations = int(counters["frames"]), int(counters["iterations"])
         agent.total_frames, agent.elapsed = counters["total_frames"], float(counters.get("elapsed", 0.0))
+        if agent.total_frames:
+            agent.set_total_frames(int(agent.total_frames))  # collect()/step() go on with the run's schedules
         agent.history = [dict(h) for h in data["history"]]
         agent._eval_seeds.set_state(data["eval_seed_rng"])
         set_rng_state(data["rng"])
@@ -652,6 +678,9 @@ def load_agent(path: str | os.PathLike[str], *, expected: type | None = None, **
     generators = rng_state()  # building the agent reseeds them: a refused checkpoint gives them back as they were
     try:
         return cls._restore(data, path, dict(overrides))
+    except RlteError:
+        set_rng_state(generators)
+        raise  # a bad override or a checkpoint refused on purpose says so itself
     except (KeyError, TypeError) as exc:
         set_rng_state(generators)
         raise CheckpointError(f"checkpoint {path!r} is incomplete or malformed: {exc}") from exc

@@ -56,12 +56,12 @@ class DQN(OffPolicyAgent):
     class Config(OffPolicyConfig):
         num_steps: int = option(10, "steps per env per iteration (CleanRL's train_frequency)", low=1)
         lr: float | str = option(2.5e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
-                                 types=(int, float, str))  # fmt: skip
+                                 types=(int, float, str), low=0.0)  # fmt: skip
         target_update_every: int = option(50, "gradient steps between target updates (50 x 10 steps = 500 frames)",
                                           low=1)  # fmt: skip
         epsilon: float | str = option(
             "linear(1.0, 0.05, 250000)", "exploration probability: a number or 'linear(start, end, frames)'",
-            schedule=True, types=(int, float, str),
+            schedule=True, types=(int, float, str), low=0.0, high=1.0,
         )  # fmt: skip
         double: bool = option(True, "double DQN: the online network picks the next action, the target scores it")
         loss: str = option("l2", "TD loss: l2, l1 or smooth_l1 (Huber)", choices=("l2", "l1", "smooth_l1"))

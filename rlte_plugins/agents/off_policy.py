@@ -18,6 +18,7 @@ from torchrl.objectives import HardUpdate, SoftUpdate
 
 from rlte_plugins.agents.base import Agent, AgentConfig, option
 from rlte_plugins.collection import STRATEGIES, batch_statistics
+from rlte_plugins.errors import ComponentArgumentError
 from rlte_plugins.optim.engine import AMP_MODES, UpdateEngine
 from rlte_plugins.optim.schedules import Schedule
 
@@ -34,7 +35,7 @@ class OffPolicyConfig(AgentConfig):
     learning_starts: int = option(10_000, "frames collected before the first gradient step", low=0)
     gamma: float = option(0.99, "discount", low=0.0, high=1.0, low_open=True)
     lr: float | str = option(1e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
-                             types=(int, float, str))  # fmt: skip
+                             types=(int, float, str), low=0.0)  # fmt: skip
     adam_eps: float = option(1e-8, "Adam epsilon", low=0.0, low_open=True)
     max_grad_norm: float | None = option(None, "global gradient-norm clip (null: off)", types=_MAYBE_NUMBER, low=0.0,
                                          low_open=True)  # fmt: skip
@@ -103,11 +104,19 @@ class OffPolicyAgent(Agent):
             compile=c.compile, owner=self.owner,
         )  # fmt: skip
         self._loss = self.engine.compiled(self.loss_module)
+        # stepped every target_update_every gradient steps, counted by self.updates (checkpointed): TorchRL's
+        # HardUpdate would count its own interval (interval + 1 steps apart) in a counter no checkpoint holds
         self.target_updater = (
-            HardUpdate(self.loss_module, value_network_update_interval=c.target_update_every)
+            HardUpdate(self.loss_module, value_network_update_interval=0)
             if c.tau == 1.0
             else SoftUpdate(self.loss_module, tau=c.tau)
         )
+        storage_gamma = getattr(storage, "gamma", None)
+        if storage_gamma is not None and storage_gamma != c.gamma:
+            raise ComponentArgumentError(
+                f"{self.owner}: storage {getattr(storage, 'name', type(storage).__name__)!r} sums n-step rewards with "
+                f"gamma={storage_gamma} but the agent discounts with gamma={c.gamma}: give both the same gamma"
+            )
         self.updates = 0
         self._build_collection(self._actor)  # with the exploration module: collected actions explore
 
@@ -121,6 +130,7 @@ class OffPolicyAgent(Agent):
         """``num_steps`` steps of every env with the exploring policy, stored in the replay storage."""
         self.build()
         self.before_collect(self.frames)
+        self._collected_from = self.frames
         batch = self.collection.collect()
         storage = self.components["storage"]
         storage.add(batch)
@@ -135,11 +145,12 @@ class OffPolicyAgent(Agent):
 
     def step(self) -> dict[str, Any]:
         """``gradient_steps`` updates on sampled batches (none before ``learning_starts``)."""
+        self.build()
         c = self.config
         stats: dict[str, Any] = {}
         if self.frames < c.learning_starts:
             return stats
-        lr = self.engine.set_lr(self.frames)
+        lr = self.engine.set_lr(getattr(self, "_collected_from", self.frames))  # as on-policy: where it began
         storage = self.components["storage"]
         sums = torch.zeros(len(self.loss_metrics), device=self.device)
         for _ in range(c.gradient_steps):
@@ -151,8 +162,8 @@ class OffPolicyAgent(Agent):
             if hasattr(storage, "update_priority"):
                 storage.update_priority(sample, self.priority(sample))
             self.updates += 1
-            if c.tau == 1.0 or self.updates % c.target_update_every == 0:
-                self.target_updater.step()  # a hard update counts its own interval
+            if self.updates % c.target_update_every == 0:
+                self.target_updater.step()
         stats.update(zip(self.loss_metrics.values(), sums / c.gradient_steps, strict=True))
         stats["charts/learning_rate"] = lr
         stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()

@@ -35,18 +35,19 @@ RECURRENT_KEYS = ("cell", "hidden_size", "sequence_length", "burn_in")
 class OnPolicyConfig(AgentConfig):
     """What every on-policy agent takes (CleanRL's PPO defaults; their names are this project's)."""
 
-    num_envs: int = option(8, "parallel envs when the agent makes the env", low=1)
+    num_envs: int = option(4, "parallel envs when the agent makes the env", low=1)
     num_steps: int = option(128, "steps per env per batch (a batch is num_envs x num_steps frames)", low=1)
     epochs: int = option(4, "passes over each batch", low=1)
     num_minibatches: int = option(4, "minibatches per pass (must divide the batch)", low=1)
     lr: float | str = option(2.5e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
-                             types=(int, float, str))  # fmt: skip
+                             types=(int, float, str), low=0.0)  # fmt: skip
     anneal_lr: bool = option(True, "anneal a numeric lr linearly to 0 over train()'s total_frames")
     gamma: float = option(0.99, "discount", low=0.0, high=1.0, low_open=True)
     gae_lambda: float = option(0.95, "GAE lambda", low=0.0, high=1.0)
     entropy_coef: float | str = option(0.01, "entropy bonus weight: a number or 'linear(start, end, frames)'",
-                                       schedule=True, types=(int, float, str))  # fmt: skip
-    value_coef: float = option(0.5, "value loss weight", low=0.0)
+                                       schedule=True, types=(int, float, str), low=0.0)  # fmt: skip
+    # TorchRL's l2 critic loss is the plain squared error: CleanRL's vf_coef 0.5 on its 0.5 * MSE is 0.25 here
+    value_coef: float = option(0.25, "weight of the squared value error", low=0.0)
     max_grad_norm: float | None = option(0.5, "global gradient-norm clip (null: off)", types=_MAYBE_NUMBER, low=0.0,
                                          low_open=True)  # fmt: skip
     adam_eps: float = option(1e-5, "Adam epsilon", low=0.0, low_open=True)
@@ -91,6 +92,11 @@ class OnPolicyAgent(Agent):
                 raise ComponentArgumentError(
                     f"{self.owner}: recurrent got unknown key {bad[0]!r} (accepted: {', '.join(RECURRENT_KEYS)})"
                 )
+            for key in ("hidden_size", "sequence_length", "burn_in"):
+                if isinstance(c.recurrent.get(key), bool):  # an int to isinstance, never a size
+                    raise ComponentArgumentError(
+                        f"{self.owner}: recurrent.{key} must be an int, got {c.recurrent[key]!r}"
+                    )
             length = c.recurrent.get("sequence_length") or c.num_steps
             if not isinstance(length, int) or length < 1 or c.num_steps % length:
                 raise ComponentArgumentError(
@@ -149,6 +155,11 @@ class OnPolicyAgent(Agent):
     def _build(self) -> None:
         c = self.config
         encoder, policy, distribution = (self.components[k] for k in ("encoder", "policy", "distribution"))
+        if c.recurrent is not None and not hasattr(policy, "env_transforms"):
+            raise ComponentArgumentError(
+                f"{self.owner}: recurrent= trains a recurrent policy (recurrent_actor_critic), got "
+                f"{getattr(policy, 'registry_name', type(policy).__name__)!r}"
+            )
         if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
             distribution.on_policy()
         policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
@@ -228,6 +239,7 @@ class OnPolicyAgent(Agent):
 
     def step(self, batch: TensorDictBase | None = None) -> dict[str, Any]:
         """Learn from ``batch`` (default: the last collected); returns statistics as device tensors."""
+        self.build()
         batch = self._batch if batch is None else batch
         if batch is None:
             raise RuntimeError(f"{self.owner}: call collect() before step()")

@@ -32,6 +32,10 @@ class PPOLoss(ClipPPOLoss):
 class PPO(OnPolicyAgent):
     """Proximal Policy Optimization: clipped objective, GAE, truncation bootstrapped; CleanRL's defaults.
 
+    CleanRL's ``ppo.py`` defaults: 4 envs x 128 steps, 4 epochs of 4 minibatches, Adam at 2.5e-4 annealed to 0,
+    gamma 0.99, GAE lambda 0.95, clip 0.2 on the ratio and the value, entropy 0.01, value weight 0.25 (its 0.5 on
+    half the squared error), gradient norm 0.5, advantages normalised per minibatch.
+
     Components: ``encoder`` (default ``mlp``), ``policy`` (``actor_critic``; ``recurrent_actor_critic`` with
     ``recurrent=``), ``distribution`` (matching the action space) and an optional intrinsic ``reward``. Presets:
     ``fast_ppo`` (rl8's defaults, for envs batched on the training device) and ``ppo_lstm``.
@@ -51,7 +55,7 @@ class PPO(OnPolicyAgent):
     class Config(OnPolicyConfig):
         clip_epsilon: float = option(0.2, "PPO ratio clip (start of the schedule when anneal_clip)", low=0.0)
         anneal_clip: bool = option(False, "anneal the clip range linearly to 0 over train()'s total_frames")
-        clip_value: float | None = option(None, "clip the value update around the old value (null: off)",
+        clip_value: float | None = option(0.2, "clip the value update around the old value (null: off)",
                                           types=(int, float, type(None)), low=0.0, low_open=True)  # fmt: skip
         critic_loss: str = option("l2", "value loss: l2, l1 or smooth_l1", choices=("l2", "l1", "smooth_l1"))
 
@@ -88,6 +92,7 @@ fast_ppo = PPO.make_preset(
     components={"encoder": {"name": "mlp", "num_cells": [256, 256], "activation": "relu"}},
     env="dummy_discrete", num_envs=8192, num_steps=32, epochs=4, num_minibatches=1, lr=3e-4, anneal_lr=False,
     gamma=0.95, gae_lambda=0.95, entropy_coef=0.0, value_coef=1.0, max_grad_norm=5.0, scale_rewards=True,
+    clip_value=None,
 )  # fmt: skip
 
 ppo_lstm = PPO.make_preset(

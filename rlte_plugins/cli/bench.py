@@ -25,12 +25,12 @@ def add_parser(subparsers: Subparsers) -> None:
     b.set_defaults(func=run_envs)
     b = bench.add_parser("throughput", help="fast-path PPO transitions/s against rl8 in the same run")
     b.add_argument("--num-envs", type=int, nargs="+", default=[8192], help="env counts (the first is compared)")
-    b.add_argument("--horizon", type=int, nargs="+", default=[32], help="horizons")
+    b.add_argument("--num-steps", type=int, nargs="+", default=[32], help="steps per env per iteration")
     b.add_argument("--iterations", type=int, default=3, help="timed iterations (median shown)")
     b.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     b.add_argument("--device", default="cpu")
     b.add_argument("--no-rl8", action="store_true", help="do not run rl8 even where it is installed")
-    b.add_argument("--max-samples", type=int, default=2_100_000, help="skip larger num_envs x horizon")
+    b.add_argument("--max-samples", type=int, default=2_100_000, help="skip larger num_envs x num_steps")
     variants_help = (
         "our rows: eager, compile (torch.compile), max-autotune (torch.compile's slowest-to-build, "
         "fastest mode), cudagraphs and compile+cudagraphs (CUDA); default eager max-autotune"
@@ -54,7 +54,7 @@ def run_cartpole(args: argparse.Namespace) -> int:
 def run_throughput(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.throughput import benchmark
 
-    benchmark(args.num_envs, args.horizon, args.iterations, args.warmup, args.device, not args.no_rl8,
+    benchmark(args.num_envs, args.num_steps, args.iterations, args.warmup, args.device, not args.no_rl8,
               args.max_samples, args.variants)  # fmt: skip
     return EXIT_OK
 

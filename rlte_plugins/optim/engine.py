@@ -111,7 +111,9 @@ class UpdateEngine:
         """Gradient of ``loss_fn`` on ``batch`` over chunks, then an optimiser step every ``grad_accumulation``
         minibatches (``index`` counts the minibatches of this update across epochs). Returns the diagnostics'
         mean over the chunks, on the device."""
-        if self._chunk is None or loss_fn is not self._loss_fn:
+        # == rather than `is`: an agent's bound method is a new object at every access, but compares equal; a new
+        # function would otherwise mean a new CUDA graph for every minibatch, none of them past its warm-up
+        if self._chunk is None or loss_fn != self._loss_fn:
             self._loss_fn = loss_fn
             self._chunk = self._capture(self._loss_and_gradient) if self.cudagraphs else self._loss_and_gradient
         n = batch.shape[0]

@@ -62,8 +62,8 @@ def record_loss_inputs(agent):
 # -- learning -----------------------------------------------------------------------------------------------
 def test_solves_torch_cartpole_on_cpu():
     # rl-baselines3-zoo's tuned CartPole PPO (8 envs x 32 steps, 20 epochs, lr and clip annealed) on the direct
-    # path: seeds 0-3 reached a 16-episode evaluation of 475 after 25-31k frames (8-12 s on 2 busy cores); an
-    # untrained policy scores about 10
+    # path: seeds 0-3 reached a 16-episode evaluation of 475 after 10-31k frames (3-8 s on 2 busy cores) and then
+    # scored 500 on fresh episodes; untrained, their deterministic policies scored 9, 121, 161 and 334
     agent = fast_ppo(
         num_envs=8, num_steps=32, num_minibatches=1, epochs=20, lr=1e-3, anneal_lr=True, anneal_clip=True,
         gamma=0.98, gae_lambda=0.8, max_grad_norm=0.5, value_coef=0.5, scale_rewards=False, seed=0,
@@ -135,7 +135,7 @@ def test_checkpoint_is_weights_only_loadable_and_checked(tmp_path):
 
 
 @pytest.mark.parametrize("missing", [("eval_seed_rng",), ("state", "collection"), ("state", "engine")])
-def test_a_checkpoint_missing_entries_is_refused_before_anything_is_loaded(tmp_path, missing):
+def test_a_checkpoint_missing_entries_is_refused_and_leaves_the_process_as_it_was(tmp_path, missing):
     fast_ppo(seed=3).save(tmp_path / "full.pt")
     data = torch.load(tmp_path / "full.pt", weights_only=True)
     *parents, key = missing
