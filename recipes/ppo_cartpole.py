@@ -44,6 +44,7 @@ class Args:
     entropy_coef: float = 0.0  # entropy bonus
     value_coef: float = 0.5  # value-loss weight
     max_grad_norm: float = 0.5  # gradient-norm clip
+    clip_value: float | None = None  # value clipping: off in the zoo's configuration
 
 
 def parse_args() -> Args:
@@ -52,8 +53,9 @@ def parse_args() -> Args:
         flag = "--" + field.name.replace("_", "-")
         if field.name == "num_cells":
             parser.add_argument(flag, type=int, nargs="+", default=list(field.default))
-        else:
-            parser.add_argument(flag, type=type(field.default), default=field.default)
+        else:  # an option off by default (None) takes a float when given
+            kind = float if field.default is None else type(field.default)
+            parser.add_argument(flag, type=kind, default=field.default)
     return Args(**vars(parser.parse_args()))
 
 
@@ -83,7 +85,7 @@ def main(args: Args) -> float:
         anneal_clip=True,
         entropy_coef=args.entropy_coef,
         value_coef=args.value_coef,
-        clip_value=None,  # the zoo's configuration clips the ratio only
+        clip_value=args.clip_value,
         max_grad_norm=args.max_grad_norm,
     ).set(encoder=encoder, distribution=distribution, policy=policy)
 

@@ -508,7 +508,7 @@ class Agent:
                 from torchrl.envs import RewardSum, StepCounter
 
                 self.collection_env = TransformedEnv(self.collection_env, Compose(
-                    RewardSum(out_keys=["episode_reward"]), StepCounter(step_count_key="episode_length")))  # fmt: skip
+                    RewardSum(in_keys=["reward"], out_keys=["episode_reward"]), StepCounter(step_count_key="episode_length")))  # fmt: skip
             self.collection = make_collection(strategy, self.collection_env, self._actor, c.num_steps, self.device)
             return
         features = {k for m in acting.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")

@@ -155,7 +155,8 @@ def test_a_device_this_machine_lacks_is_one_line(trained_run, tmp_path, capsys):
     run = tmp_path / "run"
     assert main([*TINY, "--device", "cuda", "--output", str(run)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: agent 'ppo': device 'cuda' is not available") and len(err.splitlines()) == 1
+    assert err.startswith("error: agent 'fast_ppo' (a preset of 'ppo'): device 'cuda' is not available")
+    assert len(err.splitlines()) == 1
     assert not run.exists()
     assert main(["eval", str(trained_run), "--device", "cuda"]) == 2
     err = capsys.readouterr().err

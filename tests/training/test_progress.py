@@ -15,7 +15,7 @@ class FakeTTY(io.StringIO):
 def test_terminal_gets_a_bar_with_frames_fps_and_return():
     stream = FakeTTY()
     bar = Progress(1000, stream=stream, desc="train")
-    bar.update(500, {"episode_return": 42.0})
+    bar.update(500, {"charts/episodic_return": 42.0})
     bar.close()
     text = stream.getvalue()
     assert "500/1.00k" in text and "ret=42.0" in text and "fps=" in text
@@ -24,8 +24,8 @@ def test_terminal_gets_a_bar_with_frames_fps_and_return():
 def test_plain_lines_when_not_a_terminal():
     stream = io.StringIO()
     bar = Progress(1000, stream=stream, interval=3600)
-    bar.update(500, {"episode_return": 1.0})  # inside the interval: silent
-    bar.update(1000, {"episode_return": float("nan")})  # the end always prints; NaN keeps the last return
+    bar.update(500, {"charts/episodic_return": 1.0})  # inside the interval: silent
+    bar.update(1000, {"charts/episodic_return": float("nan")})  # the end always prints; NaN keeps the last return
     bar.close()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1 and "frames 1,000/1,000 (100%)" in lines[0] and "episode return 1.0" in lines[0]
