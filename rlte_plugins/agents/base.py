@@ -507,8 +507,11 @@ class Agent:
                 # the episode statistics every rlte env reports, so that charts/episodic_return is logged
                 from torchrl.envs import RewardSum, StepCounter
 
-                self.collection_env = TransformedEnv(self.collection_env, Compose(
-                    RewardSum(in_keys=["reward"], out_keys=["episode_reward"]), StepCounter(step_count_key="episode_length")))  # fmt: skip
+                statistics = Compose(
+                    RewardSum(in_keys=["reward"], out_keys=["episode_reward"]),
+                    StepCounter(step_count_key="episode_length"),
+                )
+                self.collection_env = TransformedEnv(self.collection_env, statistics)
             self.collection = make_collection(strategy, self.collection_env, self._actor, c.num_steps, self.device)
             return
         features = {k for m in acting.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 import rlte_plugins
+from rlte_plugins.errors import ComponentArgumentError
 from rlte_plugins.training.conditions import HitsUpperBound
 
 
@@ -62,3 +64,21 @@ def test_exploration_is_epsilon_greedy_only_when_sampling():
     with set_exploration_type(ExplorationType.RANDOM):
         explored = agent.actor(td.clone())["action"]
     assert explored.unique().numel() == 2
+
+
+def test_the_target_is_copied_every_target_update_every_gradient_steps():
+    agent = _dqn(learning_starts=0, num_steps=1, target_update_every=3).build()
+    copied = []
+    online = agent.loss_module.value_network_params
+    target = agent.loss_module.target_value_network_params
+    for step in range(1, 13):
+        agent.iteration()
+        if all(torch.equal(a, b) for a, b in zip(online.values(True, True), target.values(True, True), strict=True)):
+            copied.append(step)
+    assert copied == [3, 6, 9, 12]
+
+
+def test_an_nstep_storage_must_discount_like_the_agent():
+    agent = _dqn().set(storage={"name": "nstep_replay", "n": 3, "gamma": 0.5})
+    with pytest.raises(ComponentArgumentError, match="gamma=0.5 but the agent discounts with gamma=0.99"):
+        agent.build()

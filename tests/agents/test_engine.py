@@ -1,0 +1,62 @@
+"""The update engine and the agent options it reads."""
+
+from __future__ import annotations
+
+import pytest
+
+import rlte_plugins
+from rlte_plugins.errors import ComponentArgumentError
+
+
+def test_the_chunk_function_is_made_once_for_an_agents_loss():
+    # a bound method is a new object at every access: compared by identity, CUDA graphs were captured anew (and never
+    # past their warm-up) for every minibatch
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=4, num_steps=16).build()
+    agent.iteration()
+    chunk = agent.engine._chunk
+    agent.iteration()
+    assert chunk is not None and agent.engine._chunk is chunk
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lr": "linear(1e-3, -1e-3, 64)"}, "lr must be >= 0.0, got -0.001"),
+        ({"entropy_coef": -0.1}, "entropy_coef must be >= 0.0"),
+        ({"lr": -1}, "lr must be >= 0.0"),
+        ({"recurrent": {"sequence_length": True}}, "recurrent.sequence_length must be an int"),
+    ],
+)
+def test_schedules_and_sizes_are_held_to_their_bounds(options, message):
+    with pytest.raises(ComponentArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        rlte_plugins.make("agent", "ppo", env="torch_cartpole", **options)
+
+
+def test_an_annealed_schedule_may_end_at_zero():
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", lr="linear(1e-3, 0, 100)", anneal_lr=False)
+    assert agent.build().engine.set_lr(1000) == 0.0
+
+
+def test_recurrent_needs_a_recurrent_policy():
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=4, num_steps=8, recurrent={"cell": "gru"})
+    with pytest.raises(ComponentArgumentError, match="recurrent= trains a recurrent policy"):
+        agent.set(policy="actor_critic").build()
+
+
+def test_a_loaded_agent_keeps_its_env_count(tmp_path):
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=4, num_steps=8)
+    path = agent.save(tmp_path / "a.pt")
+    with pytest.raises(ComponentArgumentError, match="trained on 4 envs"):
+        rlte_plugins.load_agent(path, num_envs=2)
+
+
+def test_a_plain_torchrl_env_logs_episode_statistics():
+    from torchrl.envs import GymEnv, SerialEnv
+
+    env = SerialEnv(2, lambda: GymEnv("CartPole-v1", categorical_action_encoding=True))
+    agent = rlte_plugins.make("agent", "ppo", env=env, num_steps=64, num_minibatches=2)
+    stats = agent.train(512, progress=False)
+    assert (
+        8 < stats["charts/episodic_return"] < 100 and stats["charts/episodic_length"] == stats["charts/episodic_return"]
+    )
+    torch.testing.assert_close(torch.tensor(stats["frames"]), torch.tensor(512))
