@@ -158,8 +158,10 @@ def run_loop(
                 state = {**logged, "frames": agent.frames, "time_s": agent.elapsed, "iteration": agent.iterations}
                 if any([c(state) for c in conditions]):
                     break
+    except BaseException:
+        agent.close()  # collector workers end with the run; a finished train() keeps them for the next call
+        raise
     finally:
         bar.close()
-        agent.close()
     save()
     return {**logged, "frames": agent.frames, "wall_time": time.perf_counter() - start}

@@ -116,7 +116,10 @@ def run(config: dict[str, Any], name: str = "run", resume: str | Path | None = N
         checkpoint_every=train["checkpoint_every"],
         progress=train["progress"],
     )
-    returns = agent.evaluate(train["eval_episodes"]) if train["eval_episodes"] else []
+    try:
+        returns = agent.evaluate(train["eval_episodes"]) if train["eval_episodes"] else []
+    finally:
+        agent.close()
     eval_mean = statistics.fmean(returns) if returns else None
     if logger is not None and eval_mean is not None:
         logger.log_scalar("eval/episodic_return", eval_mean, step=agent.frames)

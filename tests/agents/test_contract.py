@@ -402,3 +402,16 @@ def test_a_nan_reward_stops_training_and_keeps_the_last_good_checkpoint(tmp_path
         agent.train(10 * BATCH, checkpoint=path, checkpoint_every=BATCH, progress=False)
     saved = load_agent(path, env=cartpole(num_envs=4, seed=0))
     assert saved.frames == 2 * BATCH and torch.isfinite(flat_parameters(saved)).all()
+
+
+def test_a_second_train_call_goes_on_with_the_same_collector():
+    # rebuilding TorchRL's Collector at every train() call reset every env mid-episode
+    agent = rlte_plugins.make(
+        "agent", "ppo", env="torch_cartpole", num_envs=2, num_steps=8, num_minibatches=1, collection="torchrl"
+    )
+    agent.train(16, progress=False)
+    collector = agent.collection._collector
+    agent.train(32, progress=False)
+    assert collector is not None and agent.collection._collector is collector and agent.frames == 32
+    agent.close()
+    assert agent.collection._collector is None
