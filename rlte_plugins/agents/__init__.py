@@ -1,0 +1,1 @@
+"""Agents: the contract (base), the on- and off-policy loops, and one file per agent."""
