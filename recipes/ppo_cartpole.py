@@ -14,8 +14,9 @@ import statistics
 from pathlib import Path
 
 import rlte_plugins
+from rlte_plugins.training.metrics import make_logger
 from rlte_plugins.training.plot import plot_learning_curve
-from rlte_plugins.training.runner import make_logger, quiet_torchrl
+from rlte_plugins.training.runner import quiet_torchrl
 
 
 @dataclasses.dataclass

@@ -386,6 +386,12 @@ class Agent:
             return self
         components = {slot: self._component(slot) for slot in self.slots}
         self.components = {slot: c for slot, c in components.items() if c is not None}
+        reward = self.components.get("reward")
+        if reward is not None:
+            if hasattr(reward, "build"):
+                reward.build(self.env.observation_spec)
+            if isinstance(reward, torch.nn.Module):
+                reward.to(self.device)
         self._build()
         self.built = True
         return self
@@ -571,7 +577,7 @@ class Agent:
             "device": str(self.device),
             "env": self.env_reference(),
             "components": {slot: component_ref(obj) for slot, obj in self.components.items()},
-            "state": self._state(),
+            "state": {**self._state(), "reward": self._reward_state(), "collection": self.collection.state_dict()},
             "counters": {
                 "frames": self.frames,
                 "iterations": self.iterations,
@@ -584,7 +590,19 @@ class Agent:
         }
 
     def _state(self) -> dict[str, Any]:
+        """The agent's own state (the intrinsic reward's and the collection's are added by :meth:`state_dict`)."""
         raise NotImplementedError
+
+    def _reward_state(self) -> dict[str, Any] | None:
+        reward = self.components.get("reward")
+        return reward.state_dict() if reward is not None and hasattr(reward, "state_dict") else None
+
+    def _loss_terms_of(self, out: TensorDictBase, metrics: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sum of a TorchRL loss's ``loss*`` terms and its ``metrics`` entries stacked into one tensor (zero
+        where the loss did not write one): what the update engine differentiates and accumulates."""
+        total = sum(out.get(k) for k in out.keys() if isinstance(k, str) and k.startswith("loss"))
+        zero = torch.zeros((), device=self.device)
+        return total, torch.stack([out.get(k, zero).detach().float().mean() for k in metrics])
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         raise NotImplementedError
@@ -631,6 +649,10 @@ class Agent:
                 choices[slot] = ref
         agent.set(**choices, **slots).build()
         agent._load_state(data["state"])
+        reward = agent.components.get("reward")
+        if reward is not None and data["state"].get("reward") is not None:
+            reward.load_state_dict(data["state"]["reward"])
+        agent.collection.load_state_dict(data["state"]["collection"])
         counters = data["counters"]
         agent.frames, agent.iterations = int(counters["frames"]), int(counters["iterations"])
         agent.total_frames, agent.elapsed = counters["total_frames"], float(counters.get("elapsed", 0.0))

@@ -87,12 +87,6 @@ class OffPolicyAgent(Agent):
         policy.build(encoder, self.components.get("distribution"), self.env.observation_spec, self.action_spec)
         policy.to(self.device)
         self.policy = policy
-        reward = self.components.get("reward")
-        if reward is not None:
-            if hasattr(reward, "build"):
-                reward.build(self.env.observation_spec)
-            if isinstance(reward, torch.nn.Module):
-                reward.to(self.device)
         storage.build(self.device)
         self.exploration = self.make_exploration()
         acting = getattr(policy, "exploration_policy", None) or policy.actor
@@ -176,14 +170,10 @@ class OffPolicyAgent(Agent):
         return stats
 
     def _loss_terms(self, piece: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self._loss(piece)
-        total = sum(out.get(k) for k in out.keys() if isinstance(k, str) and k.startswith("loss"))
-        zero = torch.zeros((), device=self.device)
-        return total, torch.stack([out.get(k, zero).detach().float().mean() for k in self.loss_metrics])
+        return self._loss_terms_of(self._loss(piece), list(self.loss_metrics))
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        reward = self.components.get("reward")
         return {
             "loss": self.loss_module.state_dict(),  # the online and target networks
             "engine": self.engine.state_dict(),
@@ -191,8 +181,6 @@ class OffPolicyAgent(Agent):
             "updates": self.updates,
             # the acting module's exploration state (DQN's epsilon): a loaded actor explores as the saved one did
             "exploration": None if self.exploration is None else self.exploration.state_dict(),
-            "reward": reward.state_dict() if reward is not None and hasattr(reward, "state_dict") else None,
-            "collection": self.collection.state_dict(),
         }
 
     def _load_state(self, state: Any) -> None:
@@ -202,7 +190,3 @@ class OffPolicyAgent(Agent):
         self.updates = int(state["updates"])
         if self.exploration is not None and state.get("exploration") is not None:
             self.exploration.load_state_dict(state["exploration"])
-        reward = self.components.get("reward")
-        if reward is not None and state.get("reward") is not None:
-            reward.load_state_dict(state["reward"])
-        self.collection.load_state_dict(state["collection"])

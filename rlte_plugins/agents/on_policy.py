@@ -22,6 +22,7 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from rlte_plugins.agents.base import Agent, AgentConfig, option
 from rlte_plugins.collection import STRATEGIES, batch_statistics
+from rlte_plugins.collection.direct import run_chunked
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 from rlte_plugins.optim.engine import AMP_MODES, UpdateEngine
 from rlte_plugins.optim.normalization import ObservationNorm, RunningMeanStd
@@ -165,12 +166,6 @@ class OnPolicyAgent(Agent):
         policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
         policy.to(self.device)
         self.policy = policy
-        reward = self.components.get("reward")
-        if reward is not None:
-            if hasattr(reward, "build"):
-                reward.build(self.env.observation_spec)
-            if isinstance(reward, torch.nn.Module):
-                reward.to(self.device)
         self.obs_norm: ObservationNorm | None = None
         if c.normalize_observation:
             if "observation" not in self.env.observation_spec.keys():
@@ -320,10 +315,7 @@ class OnPolicyAgent(Agent):
 
     def _critic_rows(self, td: TensorDictBase) -> torch.Tensor:
         """``V`` over cache-sized chunks of the flattened rows."""
-        critic, size = self.policy.critic, self.config.chunk_size
-        flat = td.reshape(-1)
-        parts = [critic(flat[i : i + size].clone(False)).get("state_value") for i in range(0, flat.shape[0], size)]
-        return torch.cat(parts).reshape(*td.shape, -1).float()
+        return run_chunked(self.policy.critic, td, self.config.chunk_size, ["state_value"]).get("state_value").float()
 
     def _values(self, data: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """``V(obs)`` and ``V(next obs)`` with one critic pass over the batch: the next observation of step ``t``
@@ -370,15 +362,12 @@ class OnPolicyAgent(Agent):
         return set_recurrent_mode(True) if self.config.recurrent is not None else contextlib.nullcontext()
 
     def _loss_terms(self, piece: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        """The summed ``loss_*`` terms of the agent's loss on ``piece`` and its diagnostics, as one tensor."""
+        """The summed ``loss*`` terms of the agent's loss on ``piece`` and its diagnostics, as one tensor."""
         if self.burn_in:
             piece = self._burn_in(piece)
         with self._policy_mode():
             out = self._loss(piece)
-        total = sum(out.get(k) for k in out.keys() if isinstance(k, str) and k.startswith("loss_"))
-        zero = torch.zeros((), device=self.device)
-        diagnostics = torch.stack([out.get(k, zero).detach().float().mean() for k in self.loss_metrics])
-        return total, diagnostics
+        return self._loss_terms_of(out, list(self.loss_metrics))
 
     @torch.no_grad()
     def _burn_in(self, piece: TensorDictBase) -> TensorDictBase:
@@ -415,7 +404,6 @@ class OnPolicyAgent(Agent):
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        reward = self.components.get("reward")
         return {
             "policy": self.policy.state_dict(),
             "engine": self.engine.state_dict(),
@@ -423,8 +411,6 @@ class OnPolicyAgent(Agent):
             "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
             "discounted": self._discounted,
             "shuffle_rng": self._shuffle.get_state(),
-            "reward": reward.state_dict() if reward is not None and hasattr(reward, "state_dict") else None,
-            "collection": self.collection.state_dict(),
         }
 
     def _load_state(self, state: Any) -> None:
@@ -436,10 +422,6 @@ class OnPolicyAgent(Agent):
             self.ret_rms.load_state_dict(state["ret_rms"])
         self._discounted = state["discounted"].to(self.device)
         self._shuffle.set_state(state["shuffle_rng"])
-        reward = self.components.get("reward")
-        if reward is not None and state.get("reward") is not None:
-            reward.load_state_dict(state["reward"])
-        self.collection.load_state_dict(state["collection"])
 
     def parameters(self) -> Any:
         self.build()

@@ -18,8 +18,6 @@ class TorchRLCollection:
     mid-episode state is not checkpointed: a resumed run starts from a reset.
     """
 
-    exact_resume = False
-
     def __init__(self, env: EnvBase, actor: Any, num_steps: int, device: torch.device) -> None:
         self.env, self.actor, self.device = env, actor, device
         self.frames_per_batch = int(env.batch_size.numel()) * num_steps

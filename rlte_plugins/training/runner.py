@@ -19,10 +19,8 @@ import yaml
 from rlte_plugins.errors import ConfigError
 from rlte_plugins.registry import make
 from rlte_plugins.training.config import COMPONENT_SECTIONS, normalize_config
-from rlte_plugins.training.metrics import LOGGERS, make_logger
+from rlte_plugins.training.metrics import make_logger
 from rlte_plugins.training.plot import plot_learning_curve
-
-__all__ = ["LOGGERS", "build_agent", "make_logger", "quiet_torchrl", "read_run_config", "run"]
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.pt"
