@@ -499,10 +499,11 @@ class Agent:
         if self.built and getattr(self, "collection", None) is not None:
             self.collection.close()
 
-    def _build_collection(self, acting: Any, pre: Any = None) -> None:
+    def _build_collection(self, acting: Any, pre: Any = None, tensor_actor: Any = None) -> None:
         """``self.collection`` for the ``collection`` option: ``acting`` is the policy part of :attr:`actor`
         (compiled for direct collection when ``compile`` is set), ``pre`` a module run before it (observation
-        normalisation), whose outputs are kept too."""
+        normalisation), whose outputs are kept too; ``tensor_actor`` the whole acting path on plain tensors
+        (:data:`~rlte_plugins.collection.direct.TensorActor`), which direct collection prefers."""
         from rlte_plugins.collection import is_rlte_env, make_collection, resolve_strategy
 
         c = self.config
@@ -527,8 +528,9 @@ class Agent:
         compiled = engine.compiled(acting) if engine is not None else acting
         act = compiled if pre is None else (lambda td: compiled(pre(td)))
         self.collection = make_collection(
-            strategy, self.collection_env, act, c.num_steps, self.device, keys=keys, chunk_size=c.chunk_size
-        )
+            strategy, self.collection_env, act, c.num_steps, self.device, keys=keys, chunk_size=c.chunk_size,
+            tensor_actor=tensor_actor,
+        )  # fmt: skip
 
     # -- evaluation ---------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -175,6 +175,11 @@ class OnPolicyAgent(Agent):
         self._actor = policy.actor if self.obs_norm is None else TensorDictSequential(self.obs_norm, policy.actor)
         self.loss_module = self.make_loss()
         self.loss_module.set_keys(value_target="value_target", sample_log_prob="action_log_prob")
+        # the policy on plain tensors, where every part of it has that path: direct collection acts with it and
+        # a loss that reads it (PPO's) scores with it (the same networks and distribution, no TensorDict per call)
+        self.tensor_policy = self.policy.tensor_path() if hasattr(self.policy, "tensor_path") else None
+        if hasattr(self.loss_module, "tensor_policy"):
+            self.loss_module.tensor_policy = self.tensor_policy
         lr = Schedule.parse(c.lr, self.owner)
         self.engine = UpdateEngine(
             policy.parameters(), device=self.device, lr=lr, eps=c.adam_eps, max_grad_norm=c.max_grad_norm,
@@ -191,11 +196,26 @@ class OnPolicyAgent(Agent):
         self._discounted = torch.zeros(self.env.batch_size.numel(), device=self.device)
         self._shuffle = torch.Generator(device=self.device).manual_seed(self.seed)
         self._batch: TensorDictBase | None = None
-        self._build_collection(self.policy.actor, self.obs_norm)
+        tensor_actor = None if self.tensor_policy is None else self._tensor_actor(self.tensor_policy)
+        self._build_collection(self.policy.actor, self.obs_norm, tensor_actor)
 
     def make_loss(self) -> Any:
         """The agent's TorchRL loss over ``self.policy.actor`` and ``self.policy.critic``."""
         raise NotImplementedError
+
+    def _tensor_actor(self, path: Any) -> Any:
+        """The acting path (observation normalisation, then sampling) as a plain-tensor function."""
+        key, act, norm = path.obs_key, self.engine.compiled(path.act), self.obs_norm
+
+        def actor(obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            x = obs[key] if norm is None else norm.apply(obs[key])
+            action, log_prob = act(x)
+            out = {"action": action, "action_log_prob": log_prob}
+            if norm is not None:  # the update re-scores what the policy acted on
+                out[key] = x
+            return out
+
+        return actor
 
     def _env_transforms(self) -> list[Any]:
         return list(self.policy.env_transforms()) if hasattr(self.policy, "env_transforms") else []

@@ -7,8 +7,9 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import ClipPPOLoss
+from torchrl.objectives.utils import _clip_value_loss, distance_loss
 
 from rlte_plugins.agents.base import option
 from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig
@@ -16,7 +17,14 @@ from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 
 class PPOLoss(ClipPPOLoss):
     """``ClipPPOLoss`` that also reports ``approx_kl``: Schulman's non-negative k3 estimator ``(r - 1) - log r``
-    (CleanRL's ``approx_kl``), beside TorchRL's k1 ``kl_approx`` (CleanRL's ``old_approx_kl``)."""
+    (CleanRL's ``approx_kl``), beside TorchRL's k1 ``kl_approx`` (CleanRL's ``old_approx_kl``).
+
+    With :attr:`tensor_policy` set (the agent sets it where the policy has a plain-tensor path), the same loss
+    is computed on plain tensors: one pass through the networks, no TensorDict plumbing or distribution object
+    per call (tests/agents/test_ppo_loss.py checks the outputs and gradients against ``ClipPPOLoss``'s).
+    """
+
+    tensor_policy: Any = None
 
     def _log_weight(self, tensordict: TensorDictBase, adv_shape: torch.Size) -> Any:
         out = super()._log_weight(tensordict, adv_shape)
@@ -24,9 +32,36 @@ class PPOLoss(ClipPPOLoss):
         return out
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self.tensor_policy is not None:
+            return self._forward_tensors(tensordict)
         out = super().forward(tensordict)
         log_ratio = self._last_log_weight.float()
         return out.set("approx_kl", ((log_ratio.exp() - 1) - log_ratio).mean())
+
+    def _forward_tensors(self, td: TensorDictBase) -> TensorDictBase:
+        keys = self.tensor_keys
+        advantage, target = td.get(keys.advantage), td.get(keys.value_target)
+        old_log_prob = td.get(keys.sample_log_prob)
+        log_prob, entropy, value = self.tensor_policy.evaluate(td.get(self.tensor_policy.obs_key), td.get("action"))
+        log_weight = (log_prob - old_log_prob).unsqueeze(-1)
+        clipped = log_weight.clamp(*self._clip_bounds)
+        gain = torch.minimum(log_weight.exp() * advantage, clipped.exp() * advantage)
+        loss_value = distance_loss(target, value, loss_function=self.loss_critic_type)
+        out = {
+            "loss_objective": -gain.mean(),
+            "clip_fraction": (clipped != log_weight).to(log_weight.dtype).mean(),
+            "kl_approx": (old_log_prob - log_prob).detach().mean(),
+            "entropy": entropy.detach().mean(),
+            "loss_entropy": (-self.entropy_coeff * entropy).mean(),
+        }
+        if self.clip_value is not None:  # a buffer: its truth value would read it back from the device
+            loss_value, out["value_clip_fraction"] = _clip_value_loss(
+                td.get(keys.value), value, self.clip_value, target, loss_value, self.loss_critic_type
+            )
+        out["loss_critic"] = (self.critic_coeff * loss_value).mean()
+        log_ratio = log_weight.detach().float()
+        out["approx_kl"] = ((log_ratio.exp() - 1) - log_ratio).mean()
+        return TensorDict._new_unsafe(out, batch_size=torch.Size([]))
 
 
 class PPO(OnPolicyAgent):

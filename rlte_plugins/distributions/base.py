@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torchrl.data import TensorSpec
@@ -89,6 +90,27 @@ class DistributionHead(nn.Module):
             return_log_prob=True,
             spec=action_spec,
         )
+
+    # -- the plain-tensor path ------------------------------------------------------------------------------
+    #: The head implements :meth:`sample_tensors` and :meth:`score_tensors`: direct collection and the PPO loss
+    #: then act and score on plain tensors, without building a TensorDict or a ``torch.distributions`` object
+    #: per call. The two paths are the same distribution (tests/distributions/test_tensor_path.py checks it).
+    tensor_ops: bool = False
+
+    def params(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The distribution's parameters (in ``param_keys`` order) for ``features``."""
+        if self.head is None:
+            raise RuntimeError(f"{self._owner()} is not built: call .build(action_spec, in_features) first")
+        out = self.head.module(features)
+        return out if isinstance(out, tuple) else (out,)
+
+    def sample_tensors(self, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sampled action and its log-probability, as the ``ProbabilisticActor`` writes them."""
+        raise NotImplementedError(f"{self._owner()} has no plain-tensor path (tensor_ops is False)")
+
+    def score_tensors(self, action: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log-probability of ``action`` and the entropy, per sample."""
+        raise NotImplementedError(f"{self._owner()} has no plain-tensor path (tensor_ops is False)")
 
     def on_policy(self) -> None:
         """Called by agents that store actions and score them again in the loss (PPO and its family) before the

@@ -29,6 +29,7 @@ class CategoricalHead(DistributionHead):
     registry_name = "categorical"
     param_keys = ("logits",)
     distribution_class = torch.distributions.Categorical
+    tensor_ops = True
 
     def __init__(self, init_gain: float = 0.01, in_keys: Sequence[str] = ("features",)) -> None:
         super().__init__(in_keys)
@@ -42,3 +43,23 @@ class CategoricalHead(DistributionHead):
         layer = nn.Linear(in_features, int(action_spec.space.n))
         orthogonal_init(layer, self.init_gain)
         return layer
+
+    def sample_tensors(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        # torch's Categorical's arithmetic, step for step (normalised logits, their softmax, one multinomial draw
+        # with replacement): with one seed both paths draw the same actions with bit-identical log-probabilities
+        log_p = _normalized(logits)
+        probs = log_p.softmax(-1)
+        action = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).reshape(probs.shape[:-1])
+        return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+    def score_tensors(  # type: ignore[override]
+        self, action: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_p = _normalized(logits)
+        # clamped as torch's Categorical does before the entropy's product (0 * -inf would be NaN)
+        entropy = -(log_p.clamp_min(torch.finfo(log_p.dtype).min) * log_p.softmax(-1)).sum(-1)
+        return log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1), entropy
+
+
+def _normalized(logits: torch.Tensor) -> torch.Tensor:
+    return logits - logits.logsumexp(-1, keepdim=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -52,6 +53,7 @@ class DiagonalGaussianHead(DistributionHead):
     registry_name = "diagonal_gaussian"
     param_keys = ("loc", "scale")
     distribution_class = IndependentNormal
+    tensor_ops = True
 
     def __init__(
         self,
@@ -71,3 +73,23 @@ class DiagonalGaussianHead(DistributionHead):
 
     def _make(self, in_features: int, action_spec: TensorSpec, shape: tuple[int, ...]) -> nn.Module:
         return _GaussianParams(in_features, shape[0], self.log_std_init, self.state_dependent_std, self.init_gain)
+
+    def sample_tensors(  # type: ignore[override]
+        self, loc: torch.Tensor, scale: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        action = torch.normal(loc, scale)  # as torch's Normal draws: with one seed the two paths act alike
+        return action, _normal_log_prob((action - loc) / scale, scale)
+
+    def score_tensors(  # type: ignore[override]
+        self, action: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        entropy = (0.5 + _HALF_LOG_2PI + scale.log()).sum(-1)
+        return _normal_log_prob((action - loc) / scale, scale), entropy
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _normal_log_prob(standardized: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Summed log-density of independent normals at ``loc + scale * standardized``."""
+    return (-0.5 * standardized.square() - scale.log() - _HALF_LOG_2PI).sum(-1)

@@ -295,12 +295,17 @@ class BatchedEnv(ExactOutputs, EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         reset = None if tensordict is None else tensordict.get("_reset", None)
-        if reset is None:  # a full reset always starts new episodes
+        mask = None if reset is None else reset.reshape(self.num_envs).cpu().numpy()
+        return self._tensordict(self._reset_outputs(mask))
+
+    def _reset_outputs(self, mask: np.ndarray | None) -> dict[str, torch.Tensor]:
+        """A reset of every env (``mask is None``: new episodes everywhere) or of those where ``mask``."""
+        if mask is None:  # a full reset always starts new episodes
             fresh = np.ones(self.num_envs, dtype=bool)
             obs = self._backend_reset(None)
         else:
             # an env whose last step lost a life (done, but the game goes on) continues from where it is
-            fresh = reset.reshape(self.num_envs).cpu().numpy() & ~self._ep.continuing
+            fresh = mask & ~self._ep.continuing
             obs = self._backend_reset(fresh) if fresh.any() else self._last_obs
         ep = self._ep
         ep.last_obs = obs
@@ -308,10 +313,13 @@ class BatchedEnv(ExactOutputs, EnvBase):
         ep.returns[fresh] = 0.0
         ep.lengths[fresh] = 0
         no = np.zeros(self.num_envs, dtype=bool)
-        return self._tensordict(self._outputs(obs, no, (no, no.copy())))
+        return self._outputs(obs, no, (no, no.copy()))
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        action = tensordict.get("action").detach().cpu().numpy()
+        return self._tensordict(self._step_outputs(tensordict.get("action")))
+
+    def _step_outputs(self, action_tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        action = action_tensor.detach().cpu().numpy()
         if self._action_offset:
             action = action + self._action_offset
         if self.clip_actions and self._action_bounds is not None:
@@ -331,11 +339,40 @@ class BatchedEnv(ExactOutputs, EnvBase):
             terminated = terminated | ep.continuing
         ep.last_obs = obs
         written = np.sign(reward) if self.clip_rewards else reward
-        return self._tensordict(self._outputs(obs, ended, (terminated, truncated, written)))
+        return self._outputs(obs, ended, (terminated, truncated, written))
 
     def _tensordict(self, out: dict[str, torch.Tensor]) -> TensorDictBase:
         td = exact_tensordict(out, self.batch_size, _CPU)
         return td if self.device == _CPU else td.to(self.device, non_blocking=True)
+
+    # -- the plain-tensor path (direct collection) --------------------------------------------------------
+    @property
+    def tensor_steps(self) -> bool:
+        """The plain-tensor path gives this env's transitions: false where a subclass changed ``_step`` or
+        ``_reset`` (direct collection then steps it through TensorDicts)."""
+        cls = type(self)
+        return cls._step is BatchedEnv._step and cls._reset is BatchedEnv._reset
+
+    def reset_tensors(self) -> dict[str, torch.Tensor]:
+        """``reset()``'s outputs as plain tensors (a full reset)."""
+        return self._to_device(self._reset_outputs(None))
+
+    def step_tensors(self, action: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``step_and_maybe_reset`` on plain tensors: the step's outputs (what ``"next"`` holds) and the root the
+        next action is chosen from (where an env finished, its reset). The same transitions as the TensorDict
+        path, without building a TensorDict per step."""
+        nxt = self._step_outputs(action)
+        done = nxt["done"].numpy().reshape(self.num_envs)
+        if done.any():
+            root = self._reset_outputs(done)
+        else:  # what step_mdp carries over: all but the reward
+            root = {k: v for k, v in nxt.items() if k != "reward"}
+        return self._to_device(nxt), self._to_device(root)
+
+    def _to_device(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.device == _CPU:
+            return out
+        return {k: v.to(self.device, non_blocking=True) for k, v in out.items()}
 
 
 class _Episodes:

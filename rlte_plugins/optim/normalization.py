@@ -63,8 +63,11 @@ class ObservationNorm(TensorDictModuleBase):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / (self.var + 1e-8).sqrt()).clamp(-self.clip, self.clip)
 
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        obs = tensordict.get(self.key)
+    def apply(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs`` normalised, after moving the statistics with it while :attr:`updating`."""
         if self.updating:
             self.update(obs)
-        return tensordict.set(self.key, self.normalize(obs))
+        return self.normalize(obs)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return tensordict.set(self.key, self.apply(tensordict.get(self.key)))

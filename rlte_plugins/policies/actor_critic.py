@@ -65,10 +65,65 @@ class ActorCritic(nn.Module):
         self.critic = value_critic(
             critic_encoder, critic_encoder.out_keys[0], encoder.out_features, self.value_init_gain
         )
+        self._parts = (encoder, distribution, critic_encoder, self.critic[-1].module)
         return self
+
+    def tensor_path(self) -> TensorActorCritic | None:
+        """The same actor and critic on plain tensors (shared parameters), or ``None`` where a part has no such
+        path (an encoder reading several keys, a distribution without ``tensor_ops`` or reading more than its
+        parameters): then everything runs through the TensorDict modules."""
+        if not self.built:
+            return None
+        encoder, distribution, critic_encoder, value_head = self._parts
+        plain = all(
+            isinstance(e, Encoder) and type(e).forward is Encoder.forward and e.net is not None
+            for e in (encoder, critic_encoder)
+        )
+        if not (plain and distribution.tensor_ops and critic_encoder.in_keys == encoder.in_keys):
+            return None
+        if distribution.in_keys != encoder.out_keys or distribution.distribution_in_keys() != list(
+            distribution.param_keys
+        ):
+            return None
+        critic_net = None if critic_encoder is encoder else critic_encoder.net
+        return TensorActorCritic(encoder.in_keys[0], encoder.net, distribution, critic_net, value_head)
 
     def forward(self, tensordict: Any) -> Any:
         return self.critic(self.actor(tensordict))
+
+
+class TensorActorCritic:
+    """An :class:`ActorCritic`'s networks called on plain tensors: what direct collection acts with and the PPO
+    loss scores with, without a TensorDict or a ``torch.distributions`` object per call.
+
+    ``critic_net`` is ``None`` where the critic shares the actor's encoder (its features are computed once).
+    """
+
+    def __init__(
+        self,
+        obs_key: str,
+        encoder: nn.Module,
+        distribution: DistributionHead,
+        critic_net: nn.Module | None,
+        value_head: nn.Module,
+    ) -> None:
+        self.obs_key = obs_key
+        self.encoder, self.distribution = encoder, distribution
+        self.critic_net, self.value_head = critic_net, value_head
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sampled action and its log-probability."""
+        return self.distribution.sample_tensors(*self.distribution.params(self.encoder(obs)))
+
+    def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log_prob(action), entropy, value)``: everything the PPO loss reads from the networks."""
+        features = self.encoder(obs)
+        log_prob, entropy = self.distribution.score_tensors(action, *self.distribution.params(features))
+        value = self.value_head(features if self.critic_net is None else self.critic_net(obs))
+        return log_prob, entropy, value
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.encoder(obs) if self.critic_net is None else self.critic_net(obs))
 
 
 def value_critic(trunk: nn.Module, features_key: str, in_features: int, gain: float) -> TensorDictSequential:

@@ -103,6 +103,23 @@ class TorchEnv(ExactOutputs, EnvBase):
     # -- TorchRL --------------------------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         reset = None if tensordict is None else tensordict.get("_reset", None)
+        return exact_tensordict(self._reset_outputs(reset), self.batch_size, self.device)
+
+    def _reset_outputs(self, reset: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        self._reset_state(reset)
+        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        return {
+            **self._observations(),
+            EPISODE_RETURN_KEY: self._returns.clone(),
+            EPISODE_LENGTH_KEY: self._lengths.clone(),
+            EPISODE_END_KEY: false,
+            "done": false.clone(),
+            "terminated": false.clone(),
+            "truncated": false.clone(),
+        }
+
+    def _reset_state(self, reset: torch.Tensor | None) -> None:
+        """New episodes everywhere (``reset is None``) or where ``reset``, on the device."""
         fresh = self.initial_state(self.num_envs)
         if reset is None:
             self.state = fresh
@@ -113,24 +130,15 @@ class TorchEnv(ExactOutputs, EnvBase):
             self.state = torch.where(mask, fresh, self.state)
             self._returns.masked_fill_(mask, 0.0)
             self._lengths.masked_fill_(mask, 0)
-        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
-        return exact_tensordict(
-            {
-                "observation": self.observe(self.state),
-                **self.extra_observations(self.state),
-                EPISODE_RETURN_KEY: self._returns.clone(),
-                EPISODE_LENGTH_KEY: self._lengths.clone(),
-                EPISODE_END_KEY: false,
-                "done": false.clone(),
-                "terminated": false.clone(),
-                "truncated": false.clone(),
-            },
-            self.batch_size,
-            self.device,
-        )
+
+    def _observations(self) -> dict[str, torch.Tensor]:
+        return {"observation": self.observe(self.state), **self.extra_observations(self.state)}
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        self.state, reward, terminated = self.dynamics(self.state, tensordict.get("action"))
+        return exact_tensordict(self._step_outputs(tensordict.get("action")), self.batch_size, self.device)
+
+    def _step_outputs(self, action: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.state, reward, terminated = self.dynamics(self.state, action)
         reward = reward.reshape(self.num_envs, 1).to(torch.float32)
         terminated = terminated.reshape(self.num_envs, 1)
         self._returns.add_(reward)  # in place: an ``nn.Module`` attribute write costs microseconds
@@ -140,21 +148,34 @@ class TorchEnv(ExactOutputs, EnvBase):
         else:
             truncated = torch.zeros_like(terminated)
         done = terminated | truncated
-        return exact_tensordict(
-            {
-                "observation": self.observe(self.state),
-                **self.extra_observations(self.state),
-                "reward": reward,
-                EPISODE_RETURN_KEY: self._returns.clone(),
-                EPISODE_LENGTH_KEY: self._lengths.clone(),
-                EPISODE_END_KEY: done.clone(),
-                "done": done,
-                "terminated": terminated,
-                "truncated": truncated,
-            },
-            self.batch_size,
-            self.device,
-        )
+        return {
+            **self._observations(),
+            "reward": reward,
+            EPISODE_RETURN_KEY: self._returns.clone(),
+            EPISODE_LENGTH_KEY: self._lengths.clone(),
+            EPISODE_END_KEY: done.clone(),
+            "done": done,
+            "terminated": terminated,
+            "truncated": truncated,
+        }
+
+    # -- the plain-tensor path (direct collection) --------------------------------------------------------
+    @property
+    def tensor_steps(self) -> bool:
+        """The plain-tensor path gives this env's transitions (false where a subclass changed ``_step``/``_reset``)."""
+        cls = type(self)
+        return cls._step is TorchEnv._step and cls._reset is TorchEnv._reset
+
+    def reset_tensors(self) -> dict[str, torch.Tensor]:
+        """``reset()``'s outputs as plain tensors (a full reset)."""
+        return self._reset_outputs(None)
+
+    def step_tensors(self, action: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``step_and_maybe_reset`` on plain tensors: the step's outputs (``"next"``) and the root of the next
+        step, with no host synchronisation: every env's partial reset is computed and applied where ``done``, on
+        the device."""
+        nxt = self._step_outputs(action)
+        return nxt, self._reset_outputs(nxt["done"])
 
     def env_state(self) -> dict[str, Any]:
         """Everything that determines the next transitions (for exact resume): state, episode counters, RNG."""
