@@ -10,7 +10,7 @@ from rlte_plugins.hookspecs import Register, hookimpl
 
 @hookimpl
 def register_envs(register: Register) -> None:
-    register("gymnasium", "rlte_plugins.envs.gymnasium:GymnasiumEnv", tags=("vector", "pixels", "cpu"))
+    register("gymnasium", "rlte_plugins.envs.gymnasium:make_gymnasium", tags=("vector", "pixels", "envpool", "cpu"))
     register("envpool", "rlte_plugins.envs.envpool:EnvPoolEnv", tags=("vector", "pixels", "envpool", "cpu"))
     register("atari", "rlte_plugins.envs.atari:make_atari", tags=("pixels", "discrete", "envpool", "cpu"))
     register("procgen", "rlte_plugins.envs.procgen:make_procgen", tags=("pixels", "discrete", "envpool", "cpu"))

@@ -34,7 +34,7 @@ import inspect
 import os
 import re
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
@@ -433,7 +433,11 @@ def get_spec(kind: str, name: str) -> ComponentSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ComponentRef:
-    """How a component was made: kind, qualified name, the caller's keyword arguments and the provider."""
+    """How a component was made: kind, qualified name, the caller's keyword arguments and the provider.
+
+    A component may pin choices its factory resolved through an ``rlte_resolved_kwargs`` mapping (the
+    ``"gymnasium"`` env records the backend that ``backend="auto"`` picked); they replace the caller's.
+    """
 
     kind: str
     name: str
@@ -470,9 +474,13 @@ def make(kind: str, name: str, /, **kwargs: Any) -> Any:
         raise  # deliberate errors say what to change; a nested make has already named its component
     except Exception as exc:
         raise ComponentError.wrap(exc, "made", spec.kind, spec.name, spec.provider, spec.provider_version) from exc
+    recorded = dict(kwargs)
+    resolved = getattr(obj, "rlte_resolved_kwargs", None)
+    if isinstance(resolved, Mapping):
+        recorded.update(resolved)  # a choice the factory made (backend="auto") is recorded as what it chose
     try:
         obj._rlte_component = ComponentRef(
-            spec.kind, spec.qualified_name, dict(kwargs), spec.provider, spec.provider_version
+            spec.kind, spec.qualified_name, recorded, spec.provider, spec.provider_version
         )
     except (AttributeError, TypeError):
         pass  # objects without a __dict__ (ints, tuples...) simply cannot be saved by reference

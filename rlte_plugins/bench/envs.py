@@ -42,7 +42,9 @@ CASES = (
          ("MiniGrid-Empty-8x8-v0", {})),
     Case("minigrid", "DoorKey-8x8 (one_hot)", {"task": "DoorKey-8x8", "observation": "one_hot"}, "minigrid"),
     Case("bullet", "Hopper", {"task": "Hopper"}, "pybullet"),
-    Case("gymnasium", "CartPole-v1", {"env_id": "CartPole-v1"}, "envpool", ("CartPole-v1", {})),
+    Case("gymnasium", "CartPole-v1 (gymnasium)", {"env_id": "CartPole-v1", "backend": "gymnasium"}, ""),
+    Case("gymnasium", "CartPole-v1 (envpool)", {"env_id": "CartPole-v1", "backend": "envpool"}, "envpool",
+         ("CartPole-v1", {})),
     Case("torch_cartpole", "torch_cartpole", {}, ""),
     Case("dummy_discrete", "dummy_discrete", {}, ""),
 )  # fmt: skip

@@ -70,6 +70,7 @@ class EnvPoolEnv(BatchedEnv):
         )
         self._all_ids = np.arange(num_envs, dtype=np.int32)
         self._reseed: int | None = None
+        self._pool_used = False  # reset since it was built: its generators no longer start from its seed
         self.seed = seed
 
     def _make_pool(self, envpool: Any, num_envs: int, seed: int) -> Any:
@@ -89,6 +90,7 @@ class EnvPoolEnv(BatchedEnv):
             self._pool.close()
             self._pool = self._make_pool(require("envpool", self.family), self.num_envs, self._reseed)
             self._reseed = None
+        self._pool_used = True
         if mask is None or self._last_obs is None:
             obs, info = self._pool.reset(self._all_ids)
             self._on_reset(self._all_ids, info)
@@ -106,7 +108,9 @@ class EnvPoolEnv(BatchedEnv):
         return self._pool.step(action, self._all_ids)
 
     def _set_seed(self, seed: int | None) -> None:
-        if seed is not None and seed != self.seed:
+        # the same seed again starts the generators over too (as gymnasium's ``reset(seed=...)``), unless the
+        # pool has not been reset since it was built from that seed
+        if seed is not None and (seed != self.seed or self._pool_used):
             self._reseed = seed
         self.seed = seed
 
