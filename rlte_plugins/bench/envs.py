@@ -3,7 +3,10 @@
 Each row steps the env with uniformly random actions (sampled once per step from the action spec, on the env's
 device) for a fixed wall-clock budget after a warm-up. ``rlte`` is the env as agents see it: ``env.step`` plus
 ``step_mdp`` plus the partial resets of finished envs (``step_and_maybe_reset``), with exact transitions.
-``raw`` is EnvPool's own ``step`` on numpy actions with its next-step auto-reset, the fastest it goes.
+``collect`` is the same env collected by a PPO agent's direct collection, policy in the loop (an MLP on vectors,
+``mnih_cnn`` on pixels; the path it took, plain tensors or TensorDicts, is printed): what an iteration's
+collection costs before the update. ``raw`` is EnvPool's own ``step`` on numpy actions with its next-step
+auto-reset, the fastest it goes.
 """
 
 from __future__ import annotations
@@ -73,6 +76,24 @@ def rlte_stepper(case: Case, num_envs: int, device: str) -> tuple[Callable[[], i
     return step, env.close
 
 
+def collect_stepper(case: Case, num_envs: int, device: str) -> tuple[Callable[[], int], Callable[[], None], str]:
+    """One ``collect()`` (16 steps of every env) of a PPO agent on the case's env, its closer and the path taken."""
+    import rlte_plugins
+
+    env = rlte_plugins.make("env", case.family, num_envs=num_envs, seed=0, device=device, **case.kwargs)
+    pixels = "pixels" in env.observation_spec.keys()
+    encoder = {"name": "mnih_cnn", "in_keys": ["pixels"]} if pixels else "mlp"
+    agent = rlte_plugins.make("agent", "ppo", env=env, num_steps=16, seed=0, device=device, num_minibatches=1)
+    agent.set(encoder=encoder).build()
+    path = "plain" if getattr(agent.collection, "plain_tensors", False) else "tensordict"
+
+    def step() -> int:
+        agent.collect()
+        return 16 * num_envs
+
+    return step, agent.close, path
+
+
 def raw_stepper(task: str, options: dict[str, Any], num_envs: int) -> tuple[Callable[[], int], Callable[[], None]]:
     """One step of the same EnvPool task through EnvPool's own API (numpy actions, next-step auto-reset)."""
     import envpool
@@ -118,7 +139,8 @@ def benchmark(
         f"device {device}, {seconds:g} s per figure (median of 5 slices, ours and raw interleaved), "
         f"random actions; torch {torch.__version__}"
     )
-    print(f"{'family':<16}{'case':<28}{'envs':>6}{'rlte steps/s':>15}{'raw steps/s':>14}{'overhead':>10}")
+    print(f"{'family':<16}{'case':<28}{'envs':>6}{'rlte steps/s':>15}{'raw steps/s':>14}{'overhead':>10}"
+          f"{'collect steps/s':>17}  path")  # fmt: skip
     rows = []
     for case in CASES:
         if families and case.family not in families:
@@ -132,7 +154,8 @@ def benchmark(
             if case.max_envs and n > case.max_envs:
                 print(f"{case.family:<16}{case.label:<28}{n:>6}  skipped: over this case's {case.max_envs} envs")
                 continue
-            steppers = [rlte_stepper(case, n, device)]
+            *collector, path = collect_stepper(case, n, device)
+            steppers = [rlte_stepper(case, n, device), tuple(collector)]
             if case.raw and device == "cpu":
                 steppers.append(raw_stepper(*case.raw, n))
             try:
@@ -140,9 +163,11 @@ def benchmark(
             finally:
                 for _, close in steppers:
                     close()
-            ours, raw = rates[0], (rates[1] if len(rates) > 1 else None)
+            ours, collect, raw = rates[0], rates[1], (rates[2] if len(rates) > 2 else None)
             over = f"{100 * (1 - ours / raw):.1f}%" if raw else "-"
             raw_s = f"{raw:,.0f}" if raw else "-"
-            print(f"{case.family:<16}{case.label:<28}{n:>6}{ours:>15,.0f}{raw_s:>14}{over:>10}", flush=True)
-            rows.append({"family": case.family, "case": case.label, "num_envs": n, "rlte": ours, "raw": raw})
+            row = f"{case.family:<16}{case.label:<28}{n:>6}{ours:>15,.0f}{raw_s:>14}{over:>10}{collect:>17,.0f}"
+            print(f"{row}  {path}", flush=True)
+            rows.append({"family": case.family, "case": case.label, "num_envs": n, "rlte": ours, "raw": raw,
+                         "collect": collect, "path": path})  # fmt: skip
     return rows

@@ -1,4 +1,5 @@
-"""``rlte bench BENCHMARK``: cartpole (returns over seeds), envs (steps/s), throughput (against rl8), encoders."""
+"""``rlte bench BENCHMARK``: cartpole (returns over seeds), envs (steps/s), throughput (against rl8), ppo (CleanRL's
+settings), encoders."""
 
 from __future__ import annotations
 
@@ -37,6 +38,21 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     b.add_argument("--variants", nargs="+", default=["eager", "max-autotune"], help=variants_help)
     b.set_defaults(func=run_throughput)
+    b = bench.add_parser("ppo", help="PPO at CleanRL ppo.py's CartPole settings: steps/s from start and steady")
+    b.add_argument("--num-envs", type=int, nargs="+", default=[4, 64], help="env counts (default 4 64)")
+    envs_help = ("envs: a gymnasium id (ID:BACKEND picks the backend: gymnasium, envpool, auto) or an rlte env name "
+                 "(default CartPole-v1:gymnasium CartPole-v1:envpool torch_cartpole)")  # fmt: skip
+    b.add_argument("--envs", nargs="+", default=["CartPole-v1:gymnasium", "CartPole-v1:envpool", "torch_cartpole"],
+                   help=envs_help)  # fmt: skip
+    b.add_argument("--frames", type=int, default=100_000, help="frames per run")
+    b.add_argument("--variants", nargs="+", default=["eager"], help="eager and/or compile (torch.compile)")
+    b.add_argument("--threads", type=int, default=2, help="torch threads in every run")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--repeats", type=int, default=1, help="rounds of all rows, interleaved")
+    peer_help = ("a command to compare with, run the same way ({num_envs}, {frames}, {threads}, {seed} filled in), "
+                 "e.g. a local copy of CleanRL's ppo.py")  # fmt: skip
+    b.add_argument("--peer", help=peer_help)
+    b.set_defaults(func=run_ppo)
     b = bench.add_parser("encoders", help="forward (and forward+backward) time per batch of each encoder")
     b.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     b.add_argument("--repeats", type=int, default=10, help="timings per figure; the median is shown")
@@ -56,6 +72,13 @@ def run_throughput(args: argparse.Namespace) -> int:
 
     benchmark(args.num_envs, args.num_steps, args.iterations, args.warmup, args.device, not args.no_rl8,
               args.max_samples, args.variants)  # fmt: skip
+    return EXIT_OK
+
+
+def run_ppo(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.ppo import benchmark
+
+    benchmark(args.num_envs, args.envs, args.frames, args.variants, args.threads, args.seed, args.peer, args.repeats)
     return EXIT_OK
 
 
