@@ -475,7 +475,8 @@ def make(kind: str, name: str, /, **kwargs: Any) -> Any:
     except Exception as exc:
         raise ComponentError.wrap(exc, "made", spec.kind, spec.name, spec.provider, spec.provider_version) from exc
     recorded = dict(kwargs)
-    resolved = getattr(obj, "rlte_resolved_kwargs", None)
+    # read on the object's own class: a wrapper forwarding attribute reads (a TransformedEnv) records nothing
+    resolved = getattr(obj, "rlte_resolved_kwargs", None) if hasattr(type(obj), "rlte_resolved_kwargs") else None
     if isinstance(resolved, Mapping):
         recorded.update(resolved)  # a choice the factory made (backend="auto") is recorded as what it chose
     try:

@@ -19,12 +19,32 @@ class PPOLoss(ClipPPOLoss):
     """``ClipPPOLoss`` that also reports ``approx_kl``: Schulman's non-negative k3 estimator ``(r - 1) - log r``
     (CleanRL's ``approx_kl``), beside TorchRL's k1 ``kl_approx`` (CleanRL's ``old_approx_kl``).
 
-    With :attr:`tensor_policy` set (the agent sets it where the policy has a plain-tensor path), the same loss
-    is computed on plain tensors: one pass through the networks, no TensorDict plumbing or distribution object
-    per call (tests/agents/test_ppo_loss.py checks the outputs and gradients against ``ClipPPOLoss``'s).
+    Through :meth:`use_tensor_path` (the agent's call where the policy has a plain-tensor path), the same loss is
+    computed on plain tensors: one pass through the networks, no TensorDict plumbing or distribution object per
+    call (tests/agents/test_tensor_path.py checks the outputs and gradients against ``ClipPPOLoss``'s).
     """
 
     tensor_policy: Any = None
+    #: the methods whose TorchRL behaviour the plain-tensor path reproduces: a subclass overriding one of them
+    #: keeps the TensorDict path, where its override runs
+    _TENSOR_PATH_METHODS = ("forward", "_forward_tensors", "_log_weight", "loss_critic", "_critic_loss_inputs",
+                            "_get_entropy", "_weighted_loss_entropy")  # fmt: skip
+
+    def use_tensor_path(self, policy: Any) -> bool:
+        """Score with ``policy`` (a :class:`~rlte_plugins.policies.actor_critic.TensorActorCritic`) on plain tensors
+        where this loss computes exactly what that path does: ``ClipPPOLoss``'s default options (entropy bonus
+        with one coefficient, mean reduction, no advantage normalisation inside the loss, no separate or
+        functional losses, no importance-ratio cap) and none of :attr:`_TENSOR_PATH_METHODS` overridden.
+        Returns whether it does."""
+        cls = type(self)
+        plain = (
+            self.entropy_bonus and self.reduction == "mean" and not self.normalize_advantage
+            and self._entropy_coeff_map is None and not self.separate_losses and not self.functional
+            and self.max_importance_ratio is None and self.critic_coeff is not None
+            and all(getattr(cls, name) is getattr(PPOLoss, name) for name in self._TENSOR_PATH_METHODS)
+        )  # fmt: skip
+        self.tensor_policy = policy if plain else None
+        return self.tensor_policy is not None
 
     def _log_weight(self, tensordict: TensorDictBase, adv_shape: torch.Size) -> Any:
         out = super()._log_weight(tensordict, adv_shape)
@@ -42,7 +62,8 @@ class PPOLoss(ClipPPOLoss):
         keys = self.tensor_keys
         advantage, target = td.get(keys.advantage), td.get(keys.value_target)
         old_log_prob = td.get(keys.sample_log_prob)
-        log_prob, entropy, value = self.tensor_policy.evaluate(td.get(self.tensor_policy.obs_key), td.get("action"))
+        policy = self.tensor_policy
+        log_prob, entropy, value = policy.evaluate(td.get(policy.obs_key), td.get(keys.action))
         log_weight = (log_prob - old_log_prob).unsqueeze(-1)
         clipped = log_weight.clamp(*self._clip_bounds)
         gain = torch.minimum(log_weight.exp() * advantage, clipped.exp() * advantage)

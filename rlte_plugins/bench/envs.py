@@ -91,7 +91,11 @@ def collect_stepper(case: Case, num_envs: int, device: str) -> tuple[Callable[[]
         agent.collect()
         return 16 * num_envs
 
-    return step, agent.close, path
+    def close() -> None:
+        agent.close()
+        env.close()
+
+    return step, close, path
 
 
 def raw_stepper(task: str, options: dict[str, Any], num_envs: int) -> tuple[Callable[[], int], Callable[[], None]]:
@@ -154,11 +158,13 @@ def benchmark(
             if case.max_envs and n > case.max_envs:
                 print(f"{case.family:<16}{case.label:<28}{n:>6}  skipped: over this case's {case.max_envs} envs")
                 continue
-            *collector, path = collect_stepper(case, n, device)
-            steppers = [rlte_stepper(case, n, device), tuple(collector)]
-            if case.raw and device == "cpu":
-                steppers.append(raw_stepper(*case.raw, n))
+            steppers = []
             try:
+                steppers.append(rlte_stepper(case, n, device))
+                *collector, path = collect_stepper(case, n, device)
+                steppers.append(tuple(collector))
+                if case.raw and device == "cpu":
+                    steppers.append(raw_stepper(*case.raw, n))
                 rates = measure([step for step, _ in steppers], seconds)
             finally:
                 for _, close in steppers:

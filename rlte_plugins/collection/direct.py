@@ -3,8 +3,8 @@
 Nothing on this path goes through TorchRL's per-step machinery (collector bookkeeping, trajectory ids, spec
 checks). Where the agent hands a plain-tensor actor (a policy whose parts all have a tensor path) and the env
 steps on plain tensors (every rlte family: ``step_tensors``), no TensorDict is built per step at all: each step's
-tensors are kept and stacked into the ``[num_envs, num_steps]`` batch once, at the end. Otherwise the acting module
-runs over cache-sized chunks of the envs on TensorDicts and each step is written into a preallocated buffer. A
+tensors are kept and stacked into the ``[num_envs, num_steps]`` batch once, at the end (for that moment a batch's
+memory is held twice: the steps, then the batch). Otherwise the acting module runs over cache-sized chunks of the envs on TensorDicts and each step is written into a preallocated buffer. A
 torch-native env is stepped without any host synchronisation (its partial resets are computed and applied on the
 device where ``done``); the CPU families implement exact resets of the envs that finished.
 """
@@ -76,7 +76,12 @@ class DirectCollection:
         # an env that can save its state (torch-native ones) resumes exactly where it was
         self.exact_resume = hasattr(env, "env_state")
         # a TransformedEnv forwards attribute reads to its base env, whose tensor steps would skip the transforms
-        plain_env = not isinstance(env, TransformedEnv) and getattr(env, "tensor_steps", False)
+        # (and type checks, when asked for, run on the TensorDict path)
+        plain_env = (
+            not isinstance(env, TransformedEnv)
+            and getattr(env, "tensor_steps", False)
+            and not getattr(env, "run_type_checks", False)
+        )
         self.tensor_actor = tensor_actor if plain_env else None
         self._td: TensorDictBase | None = None
         self._obs: dict[str, torch.Tensor] | None = None  # what the next step acts on (plain-tensor path)

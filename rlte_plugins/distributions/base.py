@@ -94,8 +94,15 @@ class DistributionHead(nn.Module):
     # -- the plain-tensor path ------------------------------------------------------------------------------
     #: The head implements :meth:`sample_tensors` and :meth:`score_tensors`: direct collection and the PPO loss
     #: then act and score on plain tensors, without building a TensorDict or a ``torch.distributions`` object
-    #: per call. The two paths are the same distribution (tests/distributions/test_tensor_path.py checks it).
+    #: per call. The two paths are the same distribution (tests/agents/test_tensor_path.py checks it). Only the
+    #: class that sets it has the path (see :meth:`has_tensor_path`).
     tensor_ops: bool = False
+
+    def has_tensor_path(self) -> bool:
+        """Whether this head's own class declares ``tensor_ops``: a subclass (a plugin's head changing
+        ``distribution_class``, its kwargs or :meth:`actor`) does not inherit the path, since the plain-tensor
+        methods would go on computing its parent's distribution; it declares ``tensor_ops`` again once they fit."""
+        return bool(vars(type(self)).get("tensor_ops", False))
 
     def params(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The distribution's parameters (in ``param_keys`` order) for ``features``."""

@@ -81,10 +81,12 @@ class UpdateEngine:
         check_engine_options(owner, device, amp, compile, cudagraphs)
         self.device = device
         self.lr = Schedule.parse(lr, owner)
-        params = list(params)
+        # groups' parameters as lists: a generator would be used up by the check below
+        params = [{**p, "params": list(p["params"])} if isinstance(p, dict) else p for p in params]
         # the fused kernel: one call for every parameter (on a 64x64 MLP pair, 50 us a step on one CPU thread
         # against 186 us for the per-tensor loop, the default on CPU)
-        self.optimizer = torch.optim.Adam(params, lr=self.lr(0), eps=eps, fused=_fusable(params, device))
+        self.fused = _fusable(params, device)
+        self.optimizer = torch.optim.Adam(params, lr=self.lr(0), eps=eps, fused=self.fused)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.max_grad_norm = max_grad_norm
         self.compile, self.cudagraphs = compile, cudagraphs
@@ -154,13 +156,15 @@ class UpdateEngine:
             # run loop can name the cause, and the loop stops on the norm recorded above (fp16's scaler skips
             # such steps the same way)
             nonfinite = (~norm.isfinite()).float()
-            if self.optimizer.defaults["fused"]:
+            if self.fused:
                 self.optimizer.found_inf = nonfinite  # read by the fused kernel, which then does nothing
-            else:
+            else:  # the per-tensor loop has no such input: it steps with zeroed gradients (momentum only)
                 for p in self.params:
                     if p.grad is not None:
                         p.grad.masked_fill_(nonfinite.bool(), 0.0)
         self.scaler.step(self.optimizer)
+        if hasattr(self.optimizer, "found_inf") and not self.scaler.is_enabled():
+            del self.optimizer.found_inf  # read at every step: none may linger for a later caller's
         self.scaler.update()
         self.zero_grad()
 
@@ -194,4 +198,13 @@ class UpdateEngine:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        # a checkpoint of another kernel (the per-tensor loop, before fused Adam) would switch it back: the groups
+        # keep this engine's kernel, and the step counters move where the fused kernel reads them
+        for group in self.optimizer.param_groups:
+            group["fused"], group["foreach"] = (True if self.fused else None), None
+            if self.fused:
+                for p in group["params"]:
+                    saved = self.optimizer.state.get(p, {})
+                    if "step" in saved:
+                        saved["step"] = saved["step"].to(device=p.device, dtype=torch.float32)
         self.scaler.load_state_dict(state["scaler"])

@@ -79,7 +79,7 @@ class ActorCritic(nn.Module):
             isinstance(e, Encoder) and type(e).forward is Encoder.forward and e.net is not None
             for e in (encoder, critic_encoder)
         )
-        if not (plain and distribution.tensor_ops and critic_encoder.in_keys == encoder.in_keys):
+        if not (plain and distribution.has_tensor_path() and critic_encoder.in_keys == encoder.in_keys):
             return None
         if distribution.in_keys != encoder.out_keys or distribution.distribution_in_keys() != list(
             distribution.param_keys

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import rlte_plugins
 from rlte_plugins.errors import ComponentArgumentError
+from rlte_plugins.optim.engine import UpdateEngine
+
+CPU = torch.device("cpu")
 
 
 def test_the_chunk_function_is_made_once_for_an_agents_loss():
@@ -59,3 +63,23 @@ def test_a_plain_torchrl_env_logs_episode_statistics():
     # CartPole's reward is 1 per step: the summed return equals the counted length
     assert 8 < stats["charts/episodic_return"] < 100
     assert stats["charts/episodic_length"] == stats["charts/episodic_return"]
+
+
+def test_parameter_groups_given_as_generators_are_all_trained():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    engine = UpdateEngine([{"params": a.parameters()}, {"params": b.parameters(), "lr": 1e-3}], device=CPU)
+    assert [len(g["params"]) for g in engine.optimizer.param_groups] == [2, 2] and len(engine.params) == 4
+
+
+def test_a_checkpoint_of_the_per_tensor_adam_loads_into_the_fused_one_and_steps():
+    net = torch.nn.Linear(3, 1)
+    old = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-5)  # what engines saved before fused Adam
+    net(torch.randn(4, 3)).sum().backward()
+    old.step()
+    engine = UpdateEngine(net.parameters(), device=CPU, max_grad_norm=0.5)
+    engine.load_state_dict({"optimizer": old.state_dict(), "scaler": engine.scaler.state_dict()})
+    net(torch.randn(4, 3)).sum().backward()
+    engine.step()
+    assert all(g["fused"] for g in engine.optimizer.param_groups)
+    assert {int(s["step"]) for s in engine.optimizer.state.values()} == {2}
+    assert not hasattr(engine.optimizer, "found_inf")  # the guard's flag does not outlive its step

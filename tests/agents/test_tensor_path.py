@@ -10,7 +10,7 @@ from tensordict import TensorDict
 from torchrl.envs import StepCounter, TransformedEnv
 
 import rlte_plugins
-from rlte_plugins.agents.ppo import PPO
+from rlte_plugins.agents.ppo import PPO, PPOLoss
 from rlte_plugins.distributions.categorical import CategoricalHead
 
 # short time limits, so that the compared batches hold resets of every kind (terminations and truncations)
@@ -123,3 +123,71 @@ def test_an_env_wrapped_in_transforms_is_stepped_through_them():
     agent = rlte_plugins.make("agent", "ppo", env=env, num_steps=8, seed=0).build()
     assert agent.tensor_policy is not None and not agent.collection.plain_tensors
     assert "step_count" in agent.collect().keys()
+
+
+class ScaledCritic(PPOLoss):
+    """A subclass using one of TorchRL's hooks (value normalisation would)."""
+
+    def _critic_loss_inputs(self, target, value, old):
+        return target / 10, value / 10, None if old is None else old / 10
+
+
+@pytest.mark.parametrize(
+    "make", [
+        lambda a, c: PPOLoss(a, c, entropy_bonus=False, functional=False),
+        lambda a, c: PPOLoss(a, c, reduction="sum", functional=False),
+        lambda a, c: PPOLoss(a, c, normalize_advantage=True, functional=False),
+        lambda a, c: PPOLoss(a, c, entropy_coeff={"action": 0.01}, functional=False),
+        lambda a, c: ScaledCritic(a, c, functional=False),
+    ],
+)  # fmt: skip
+def test_a_loss_the_plain_path_does_not_reproduce_keeps_the_tensordict_path(make):
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=4, num_steps=8, seed=0).build()
+    loss = make(agent.policy.actor, agent.policy.critic)
+    assert not loss.use_tensor_path(agent.tensor_policy) and loss.tensor_policy is None
+    plain = PPOLoss(agent.policy.actor, agent.policy.critic, normalize_advantage=False, functional=False)
+    assert plain.use_tensor_path(agent.tensor_policy)
+
+
+class TemperedHead(CategoricalHead):
+    """A plugin's head that changes the distribution (a categorical at temperature 0.1) but not the class flag."""
+
+    class Tempered(torch.distributions.Categorical):
+        def __init__(self, logits):
+            super().__init__(logits=logits / 0.1)
+
+    distribution_class = Tempered
+
+
+def test_a_subclass_of_a_head_does_not_inherit_the_plain_path():
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=4, num_steps=8, seed=0)
+    agent.set(distribution=TemperedHead()).build()
+    assert agent.tensor_policy is None and not agent.collection.plain_tensors
+    batch = agent.collect()
+    rescored = agent.policy.actor.get_dist(batch.clone()).log_prob(batch["action"])
+    torch.testing.assert_close(rescored, batch["action_log_prob"])
+
+
+def test_normalising_a_key_the_policy_does_not_read_keeps_the_tensordict_path():
+    from rlte_plugins.envs.torch_native.tasks import TorchCartPole
+
+    class Renamed(TorchCartPole):
+        """CartPole with a second observation, ``state`` (what the policy reads), beside ``observation``."""
+
+        def extra_observation_specs(self, num_envs, device):
+            return {"state": self.observation_spec_state(num_envs, device)}
+
+        def observation_spec_state(self, num_envs, device):
+            from torchrl.data import Unbounded
+
+            return Unbounded(shape=(num_envs, 4), device=device)
+
+        def extra_observations(self, state):
+            return {"state": 100 * state}
+
+    agent = rlte_plugins.make("agent", "ppo", env=Renamed(num_envs=4, seed=0), num_steps=8, seed=0,
+                              normalize_observation=True)  # fmt: skip
+    agent.set(encoder={"name": "mlp", "in_keys": ["state"]}).build()
+    assert agent.tensor_policy is not None and not agent.collection.plain_tensors
+    batch = agent.collect()
+    assert batch["observation"].abs().max() <= 10 and batch["state"].abs().max() > 1  # only "observation" normalised
