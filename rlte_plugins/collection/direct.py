@@ -4,9 +4,10 @@ Nothing on this path goes through TorchRL's per-step machinery (collector bookke
 checks). Where the agent hands a plain-tensor actor (a policy whose parts all have a tensor path) and the env
 steps on plain tensors (every rlte family: ``step_tensors``), no TensorDict is built per step at all: each step's
 tensors are kept and stacked into the ``[num_envs, num_steps]`` batch once, at the end (for that moment a batch's
-memory is held twice: the steps, then the batch). Otherwise the acting module runs over cache-sized chunks of the envs on TensorDicts and each step is written into a preallocated buffer. A
-torch-native env is stepped without any host synchronisation (its partial resets are computed and applied on the
-device where ``done``); the CPU families implement exact resets of the envs that finished.
+memory is held twice: the steps, then the batch). Otherwise the acting module runs over cache-sized chunks of
+the envs on TensorDicts and each step is written into a preallocated buffer. A torch-native env is stepped without
+any host synchronisation (its partial resets are computed and applied on the device where ``done``); the CPU
+families implement exact resets of the envs that finished.
 """
 
 from __future__ import annotations

@@ -56,9 +56,11 @@ class CategoricalHead(DistributionHead):
         self, action: torch.Tensor, logits: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_p = _normalized(logits)
-        # clamped as torch's Categorical does before the entropy's product (0 * -inf would be NaN)
+        # in the order of the loss's calls to torch's Categorical (log_prob, then entropy, which clamps before its
+        # product: 0 * -inf would be NaN), so that the gradients reaching log_p add up in the same order
+        log_prob = log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         entropy = -(log_p.clamp_min(torch.finfo(log_p.dtype).min) * log_p.softmax(-1)).sum(-1)
-        return log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1), entropy
+        return log_prob, entropy
 
 
 def _normalized(logits: torch.Tensor) -> torch.Tensor:

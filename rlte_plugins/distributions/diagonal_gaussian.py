@@ -78,18 +78,17 @@ class DiagonalGaussianHead(DistributionHead):
         self, loc: torch.Tensor, scale: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         action = torch.normal(loc, scale)  # as torch's Normal draws: with one seed the two paths act alike
-        return action, _normal_log_prob((action - loc) / scale, scale)
+        return action, _normal_log_prob(action, loc, scale)
 
     def score_tensors(  # type: ignore[override]
         self, action: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        entropy = (0.5 + _HALF_LOG_2PI + scale.log()).sum(-1)
-        return _normal_log_prob((action - loc) / scale, scale), entropy
+        log_prob = _normal_log_prob(action, loc, scale)  # first, as the loss asks torch's Normal
+        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(scale)).sum(-1)
+        return log_prob, entropy
 
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _normal_log_prob(standardized: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Summed log-density of independent normals at ``loc + scale * standardized``."""
-    return (-0.5 * standardized.square() - scale.log() - _HALF_LOG_2PI).sum(-1)
+def _normal_log_prob(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Summed log-density of independent normals: torch's ``Normal.log_prob`` step for step (the same rounding)."""
+    var = scale**2
+    return (-((value - loc) ** 2) / (2 * var) - scale.log() - math.log(math.sqrt(2 * math.pi))).sum(-1)
