@@ -63,7 +63,8 @@ class OnPolicyConfig(AgentConfig):
     collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl or direct", choices=STRATEGIES)
     amp: str | None = option(None, "mixed precision of the update: null, bf16 or fp16 (CUDA)", types=(str, type(None)),
                              choices=AMP_MODES)  # fmt: skip
-    compile: bool | str = option(False, "torch.compile the acting module and the loss: true or a mode name",
+    compile: bool | str = option(False, "torch.compile the acting module and the loss: true or a mode name (a "
+                                 "torch-native env compiles its own step: compile=True)",
                                  types=(bool, str))  # fmt: skip
     cudagraphs: bool = option(False, "capture each update chunk in a CUDA graph (CUDA only)")
     chunk_size: int = option(8192, "rows per actor call and per gradient chunk (cache-sized passes)", low=1)

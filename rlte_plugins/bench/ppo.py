@@ -6,7 +6,8 @@ its per-iteration host transfer included) in a fresh Python process. ``sps`` is 
 spawning that process to its exit (interpreter start, imports, env creation, compilation all included);
 ``steady`` is the rate from the end of the second iteration to the last (compilation and warm-up excluded);
 ``first s`` is the time from the start of :meth:`train` to the end of the first iteration, where a compiled
-variant pays for its compilation. ``collection`` says which path collected (``plain``: plain tensors, no
+variant pays for its compilation (the ``compile`` variant also compiles a torch-native env's step, TorchRL's
+``compile=True`` env option). ``collection`` says which path collected (``plain``: plain tensors, no
 TensorDict per step; ``tensordict``; ``torchrl``: TorchRL's ``Collector``) and the env column which backend ran.
 
 ``--peer`` runs any other command the same way (its wall time from spawn to exit; its steady rate where it prints
@@ -37,6 +38,8 @@ def measure(
     import rlte_plugins
 
     env_spec: Any = env if backend is None else {"name": "gymnasium", "env_id": env, "backend": backend}
+    if backend is None and options.get("compile"):
+        env_spec = {"name": env, "compile": True}  # an rlte env by name: a torch-native one compiles its step
     agent = rlte_plugins.make("agent", "ppo", env=env_spec, num_envs=num_envs, seed=seed, **options)
     out = agent.train(frames, progress=False)
     # the run loop logs charts/SPS since the start of train() at every iteration: the time of each iteration's end

@@ -159,3 +159,22 @@ def test_rl8_adapter_by_import_string_and_errors():
 
     with pytest.raises(SpecMismatchError, match="not an rl8-protocol env"):
         rlte_plugins.make("env", "rl8", env_cls=NotRl8)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_a_compiled_env_steps_as_the_eager_one_on_both_paths(name):
+    # TorchRL's compile=True compiles step_and_maybe_reset; the plain-tensor step (direct collection) too
+    eager = rlte_plugins.make("env", name, num_envs=8, seed=3, max_episode_steps=5)
+    compiled = rlte_plugins.make("env", name, num_envs=8, seed=3, max_episode_steps=5, compile=True)
+    assert compiled._advance is not compiled._transition and "_compiled_step_and_maybe_reset" in compiled.__dict__
+    torch.testing.assert_close(eager.reset_tensors()["observation"], compiled.reset_tensors()["observation"])
+    truncations = 0
+    for action in eager.action_spec.rand(torch.Size([12])):
+        (a, ra), (b, rb) = eager.step_tensors(action), compiled.step_tensors(action)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], msg=key)
+        for key in ra:
+            torch.testing.assert_close(ra[key], rb[key], msg=key)
+        truncations += int(b["truncated"].sum())
+    assert truncations  # through time limits and their resets
+    assert compiled.eager()._advance == compiled._transition

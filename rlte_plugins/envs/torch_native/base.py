@@ -36,6 +36,10 @@ class TorchEnv(ExactOutputs, EnvBase):
         seed: seeds this env's own ``torch.Generator`` (``None`` draws one).
         device: where the state lives.
         max_episode_steps: episodes are truncated after this many steps (``None``: the task's default; 0: never).
+        compile: TorchRL's option (``True`` or :func:`torch.compile` keyword arguments): :meth:`compile` is called.
+
+    ``compile=True`` (TorchRL's env option, or :meth:`compile`) compiles TorchRL's ``step_and_maybe_reset`` and
+    also the step of the plain-tensor path (dynamics, rewards, flags, episode counters) into fused kernels.
     """
 
     name = "torch"
@@ -48,6 +52,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         seed: int | None = None,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
+        compile: bool | dict = False,  # noqa: A002  (TorchRL's option: taken by EnvBase, which calls compile())
     ) -> None:
         check_num_envs(self.name, num_envs)
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
@@ -73,6 +78,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         self.state = self.initial_state(B)
         self._returns = torch.zeros(B, 1, device=dev)
         self._lengths = torch.zeros(B, 1, dtype=torch.int64, device=dev)
+        self._advance = self._transition
 
     # -- the task -------------------------------------------------------------------------------------------
     def action_spec_for(self, num_envs: int, device: torch.device) -> TensorSpec:
@@ -138,21 +144,45 @@ class TorchEnv(ExactOutputs, EnvBase):
         return exact_tensordict(self._step_outputs(tensordict.get("action")), self.batch_size, self.device)
 
     def _step_outputs(self, action: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.state, reward, terminated = self.dynamics(self.state, action)
+        out = self._advance(self.state, action, self._returns, self._lengths)
+        self.state = out.pop("state")
+        # in place: an ``nn.Module`` attribute write costs microseconds; the outputs are new tensors
+        self._returns.copy_(out[EPISODE_RETURN_KEY])
+        self._lengths.copy_(out[EPISODE_LENGTH_KEY])
+        return out
+
+    def compile(self, *, warmup: int | None = None, **kwargs: Any) -> TorchEnv:
+        """TorchRL's :meth:`~torchrl.envs.EnvBase.compile` (``step_and_maybe_reset``), and the plain-tensor step:
+        the task's dozens of small tensor operations per step become a few fused kernels."""
+        super().compile(warmup=warmup, **kwargs)
+        self.__dict__["_advance"] = torch.compile(self._transition, **kwargs)
+        return self
+
+    def eager(self) -> TorchEnv:
+        super().eager()
+        self.__dict__["_advance"] = self._transition
+        return self
+
+    def _transition(
+        self, state: torch.Tensor, action: torch.Tensor, returns: torch.Tensor, lengths: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """One step of every env as a function of its inputs (what ``compile`` compiles)."""
+        state, reward, terminated = self.dynamics(state, action)
         reward = reward.reshape(self.num_envs, 1).to(torch.float32)
         terminated = terminated.reshape(self.num_envs, 1)
-        self._returns.add_(reward)  # in place: an ``nn.Module`` attribute write costs microseconds
-        self._lengths.add_(1)
+        lengths = lengths + 1
         if self.max_episode_steps:
-            truncated = (self._lengths >= self.max_episode_steps) & ~terminated
+            truncated = (lengths >= self.max_episode_steps) & ~terminated
         else:
             truncated = torch.zeros_like(terminated)
         done = terminated | truncated
         return {
-            **self._observations(),
+            "state": state,
+            "observation": self.observe(state),
+            **self.extra_observations(state),
             "reward": reward,
-            EPISODE_RETURN_KEY: self._returns.clone(),
-            EPISODE_LENGTH_KEY: self._lengths.clone(),
+            EPISODE_RETURN_KEY: returns + reward,
+            EPISODE_LENGTH_KEY: lengths,
             EPISODE_END_KEY: done.clone(),
             "done": done,
             "terminated": terminated,
