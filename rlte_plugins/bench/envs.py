@@ -46,6 +46,7 @@ CASES = (
     Case("minigrid", "DoorKey-8x8 (one_hot)", {"task": "DoorKey-8x8", "observation": "one_hot"}, "minigrid"),
     Case("bullet", "Hopper", {"task": "Hopper"}, "pybullet"),
     Case("gymnasium", "CartPole-v1 (gymnasium)", {"env_id": "CartPole-v1", "backend": "gymnasium"}, ""),
+    Case("gymnasium", "CartPole-v1 (vector)", {"env_id": "CartPole-v1", "backend": "vector"}, ""),
     Case("gymnasium", "CartPole-v1 (envpool)", {"env_id": "CartPole-v1", "backend": "envpool"}, "envpool",
          ("CartPole-v1", {})),
     Case("torch_cartpole", "torch_cartpole", {}, ""),

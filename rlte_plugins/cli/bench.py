@@ -40,10 +40,10 @@ def add_parser(subparsers: Subparsers) -> None:
     b.set_defaults(func=run_throughput)
     b = bench.add_parser("ppo", help="PPO at CleanRL ppo.py's CartPole settings: steps/s from start and steady")
     b.add_argument("--num-envs", type=int, nargs="+", default=[4, 64], help="env counts (default 4 64)")
-    envs_help = ("envs: a gymnasium id (ID:BACKEND picks the backend: gymnasium, envpool, auto) or an rlte env name "
-                 "(default CartPole-v1:gymnasium CartPole-v1:envpool torch_cartpole)")  # fmt: skip
-    b.add_argument("--envs", nargs="+", default=["CartPole-v1:gymnasium", "CartPole-v1:envpool", "torch_cartpole"],
-                   help=envs_help)  # fmt: skip
+    default_envs = ["CartPole-v1:gymnasium", "CartPole-v1:vector", "CartPole-v1:envpool", "torch_cartpole"]
+    envs_help = ("envs: a gymnasium id (ID:BACKEND picks the backend: gymnasium, vector, envpool, auto) or an rlte env "
+                 f"name (default {' '.join(default_envs)})")  # fmt: skip
+    b.add_argument("--envs", nargs="+", default=default_envs, help=envs_help)
     b.add_argument("--frames", type=int, default=100_000, help="frames per run")
     b.add_argument("--variants", nargs="+", default=["eager"], help="eager and/or compile (torch.compile)")
     b.add_argument("--threads", type=int, default=2, help="torch threads in every run")

@@ -185,6 +185,64 @@ class GymnasiumEnv(_GymnasiumId, VectorEnvAdapter):
         super().__init__(vec, family="gymnasium", seed=seed, device=device, clip_actions=clip_actions)
 
 
+#: gymnasium ids whose own vectorized implementation (``vectorization_mode="vector_entry_point"``) runs here with
+#: exact partial resets (``backend="vector"``): gymnasium's ``CartPoleVectorEnv``, the same equations on numpy
+#: arrays of every env at once
+VECTOR_IDS = ("CartPole-v1", "CartPole-v0")
+
+
+class GymnasiumVectorCartPole(_GymnasiumId, VectorEnvAdapter):
+    """CartPole on gymnasium's own vectorized implementation (``CartPoleVectorEnv``): the task's equations on numpy
+    arrays of all envs at once, instead of one Python env object per env (64 envs: one step for the batch where
+    ``SyncVectorEnv`` steps 64 objects).
+
+    gymnasium's vector CartPole resets a finished env at its *next* step (the action is ignored, the reward is 0):
+    a transition that is not one. Here finished envs are reset at once, as gymnasium's own reset draws them (the
+    same uniform ``[-0.05, 0.05]`` state from the vector env's generator), so every transition is real and the
+    observation after a truncation is the true last one.
+
+    Seeds: ``seed`` seeds the vector env's one generator (gymnasium's per-env ``seed + i`` applies to its
+    ``SyncVectorEnv``); the initial states come from the same distribution.
+    """
+
+    backend = "vector"
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int = 1,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+    ) -> None:
+        import gymnasium as gym
+        from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+        if env_id not in VECTOR_IDS:
+            raise EnvironmentNotFoundError(
+                f"env 'gymnasium': backend='vector' runs {', '.join(VECTOR_IDS)} (gymnasium's vectorized "
+                f"implementations with exact resets here), not {env_id!r}; use backend='gymnasium'"
+            )
+        limit = {} if max_episode_steps is None else {"max_episode_steps": positive_int(
+            "env 'gymnasium'", "max_episode_steps", max_episode_steps)}  # fmt: skip
+        vec = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **limit)
+        if not isinstance(vec.unwrapped, CartPoleVectorEnv):
+            raise EnvironmentNotFoundError(f"env 'gymnasium': {env_id!r} has no CartPoleVectorEnv in this gymnasium")
+        self.env_id = env_id
+        self.max_episode_steps = vec.unwrapped.max_episode_steps
+        super().__init__(vec, family="gymnasium", seed=seed, device=device)
+
+    def _backend_reset(self, mask: np.ndarray | None) -> Any:
+        if mask is None:
+            return super()._backend_reset(None)
+        env = self._vec.unwrapped
+        # gymnasium's own reset draw for these envs, now rather than at their next step
+        env.state[:, mask] = env.np_random.uniform(low=env.low, high=env.high, size=(4, int(mask.sum())))
+        env.steps[mask] = 0
+        env.prev_done[mask] = False
+        return env.state.T.astype(np.float32)
+
+
 class GymnasiumEnvPool(_GymnasiumId, EnvPoolEnv):
     """A gymnasium id of :data:`ENVPOOL_IDS` run on EnvPool's C++ twin, with :class:`GymnasiumEnv`'s keys, specs
     and ``terminated``/``truncated`` semantics.
@@ -247,7 +305,7 @@ def make_gymnasium(
     clip_actions: bool = True,
     env_kwargs: Mapping[str, Any] | None = None,
     backend: str = "gymnasium",
-) -> GymnasiumEnv | GymnasiumEnvPool:
+) -> GymnasiumEnv | GymnasiumEnvPool | GymnasiumVectorCartPole:
     """Any gymnasium id as a batched TorchRL env (exact resets, distinct terminated/truncated), or on EnvPool.
 
     The keys, specs, dtypes and ``terminated``/``truncated`` semantics are :class:`GymnasiumEnv`'s on both
@@ -265,14 +323,17 @@ def make_gymnasium(
         backend: ``"gymnasium"`` (:class:`GymnasiumEnv`, any id), ``"envpool"`` (:class:`GymnasiumEnvPool`: the
             ids of :data:`ENVPOOL_IDS`, faster with many envs: ~1.5x gymnasium's steps/s at 64 CartPoles on 2 cores,
             slower at 4; an error for any other id, without EnvPool installed, or with an option it cannot honour:
-            ``env_kwargs``, ``vectorization_mode="async"``) or ``"auto"`` (EnvPool where it can run the id with
-            these options, else gymnasium). ``env.backend`` says which one runs, and it is what
+            ``env_kwargs``, ``vectorization_mode="async"``), ``"vector"`` (:class:`GymnasiumVectorCartPole`:
+            gymnasium's own vectorized CartPole, :data:`VECTOR_IDS`, fastest at every size; the same refusals) or
+            ``"auto"`` (``"vector"``, else EnvPool, where they can run the id with these options, else gymnasium).
+            ``env.backend`` says which one runs, and it is what
             :func:`rlte_plugins.make` records, so a rebuilt env (an agent's evaluation env, a checkpoint) runs on
             the same one.
 
-    Seeds: ``seed + i`` seeds sub-environment ``i`` on both backends, but gymnasium draws its initial states
-    from numpy's generator and EnvPool from C++'s ``std::mt19937``: the same seed gives other initial states
-    (from the same distribution) on the two backends; each backend reproduces its own runs.
+    Seeds: ``seed + i`` seeds sub-environment ``i`` on the gymnasium and EnvPool backends, but gymnasium draws its
+    initial states from numpy's generator and EnvPool from C++'s ``std::mt19937``; the vector backend seeds its one
+    generator with ``seed``. The same seed gives other initial states (from the same distribution) on each
+    backend; each backend reproduces its own runs.
 
     The default stays ``"gymnasium"``: the ids of the table are the same task on EnvPool, checked step by step,
     but a seeded run would change (other initial states, float64 instead of float32 arithmetic where gymnasium
@@ -288,20 +349,28 @@ def make_gymnasium(
         torch.Size([4, 3, 4])
     """
     check_num_envs("gymnasium", num_envs)
-    check_choice("gymnasium", "backend", backend, ("gymnasium", "envpool", "auto"))
+    check_choice("gymnasium", "backend", backend, ("gymnasium", "envpool", "vector", "auto"))
     check_choice("gymnasium", "vectorization_mode", vectorization_mode, ("sync", "async"))
     unhonoured = "env_kwargs" if env_kwargs else "vectorization_mode='async'" if vectorization_mode == "async" else ""
     if backend == "auto":
-        backend = "envpool" if env_id in ENVPOOL_IDS and not unhonoured and _envpool_importable() else "gymnasium"
+        if env_id in VECTOR_IDS and not unhonoured:
+            backend = "vector"
+        elif env_id in ENVPOOL_IDS and not unhonoured and _envpool_importable():
+            backend = "envpool"
+        else:
+            backend = "gymnasium"
     if backend == "gymnasium":
         return GymnasiumEnv(env_id, num_envs, seed, device, vectorization_mode, max_episode_steps, clip_actions,
                             env_kwargs)  # fmt: skip
-    require("envpool", "gymnasium")
+    if backend == "envpool":
+        require("envpool", "gymnasium")
     if unhonoured:
         raise ComponentArgumentError(
-            f"env 'gymnasium': backend='envpool' cannot honour {unhonoured} (a gymnasium option); "
+            f"env 'gymnasium': backend={backend!r} cannot honour {unhonoured} (a gymnasium option); "
             "use backend='gymnasium'"
         )
+    if backend == "vector":
+        return GymnasiumVectorCartPole(env_id, num_envs, seed, device, max_episode_steps)
     return GymnasiumEnvPool(env_id, num_envs, seed, device, max_episode_steps, clip_actions)
 
 

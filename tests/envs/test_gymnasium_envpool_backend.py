@@ -1,5 +1,6 @@
-"""The ``"gymnasium"`` env on EnvPool (``backend="envpool"``) is gymnasium's task step for step, for every id of the
-verified table: each EnvPool transition is replayed on gymnasium from EnvPool's own state, with the same actions."""
+"""The ``"gymnasium"`` env on EnvPool (``backend="envpool"``) and on gymnasium's vectorized CartPole
+(``backend="vector"``) is gymnasium's task step for step, for every id of the verified tables: each transition is
+replayed on gymnasium's single env from the backend's own state, with the same actions."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torchrl.envs.utils import check_env_specs
 import rlte_plugins
 from rlte_plugins.agents.base import component_ref
 from rlte_plugins.envs.backends import check
-from rlte_plugins.envs.gymnasium import ENVPOOL_IDS, ENVPOOL_MISMATCHES
+from rlte_plugins.envs.gymnasium import ENVPOOL_IDS, ENVPOOL_MISMATCHES, VECTOR_IDS
 from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, MissingDependencyError
 
 envpool_works = needs("envpool")
@@ -55,10 +56,12 @@ def actions(env_id: str, obs: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return np.where((np.arange(n) < n // 2).reshape(-1, *[1] * (goal.ndim - 1)), goal, random)
 
 
-def replay(env_id: str, steps: int, seed: int = 0, max_episode_steps: int | None = None) -> dict[str, np.ndarray]:
-    """Step the EnvPool backend ``steps`` times and gymnasium beside it; return both sides' outputs, ``[T, B]``."""
+def replay(
+    env_id: str, steps: int, seed: int = 0, max_episode_steps: int | None = None, backend: str = "envpool"
+) -> dict[str, np.ndarray]:
+    """Step ``backend`` ``steps`` times and gymnasium beside it; return both sides' outputs, ``[T, B]``."""
     limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    env = make(env_id, num_envs=NUM_ENVS, seed=seed, backend="envpool", **limit)
+    env = make(env_id, num_envs=NUM_ENVS, seed=seed, backend=backend, **limit)
     refs = [gym.make(env_id, **limit) for _ in range(NUM_ENVS)]
     td = env.reset()
     for i, ref in enumerate(refs):
@@ -103,7 +106,7 @@ def assert_same(run: dict[str, np.ndarray]) -> None:
         if not ok.all():
             t, i = np.argwhere(~ok)[0]
             raise AssertionError(
-                f"{key} differs at step {t} of env {i}: envpool {run[f'ours_{key}'][t, i]}, "
+                f"{key} differs at step {t} of env {i}: ours {run[f'ours_{key}'][t, i]}, "
                 f"gymnasium {run[f'ref_{key}'][t, i]}"
             )
 
@@ -136,11 +139,13 @@ def test_initial_states_have_gymnasiums_distribution(env_id):
         assert np.allclose(np.quantile(ours, q, 0), np.quantile(theirs, q, 0), rtol=0, atol=0.06 * spread + 1e-7), q
 
 
-@envpool_works
-@pytest.mark.parametrize("env_id", ENVPOOL_IDS)
-def test_every_step_is_gymnasiums(env_id):
+CASES = [pytest.param(i, "envpool", marks=envpool_works) for i in ENVPOOL_IDS] + [(i, "vector") for i in VECTOR_IDS]
+
+
+@pytest.mark.parametrize("env_id, backend", CASES)
+def test_every_step_is_gymnasiums(env_id, backend):
     limit = gym.spec(env_id).max_episode_steps
-    run = replay(env_id, steps=limit + 20)
+    run = replay(env_id, steps=limit + 20, backend=backend)
     assert_same(run)
     terminated, truncated = run["ours_terminated"], run["ours_truncated"]
     assert terminated.any() and truncated.any()  # both ends were compared
@@ -151,18 +156,34 @@ def test_every_step_is_gymnasiums(env_id):
     assert timed_out.any() and (first_end[timed_out] == limit - 1).all()
 
 
-@envpool_works
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "MountainCar-v0", "Acrobot-v1"])
-def test_an_end_by_the_rule_on_the_limit_step_is_termination(env_id):
+@pytest.mark.parametrize(
+    "env_id, backend",
+    [pytest.param(i, "envpool", marks=envpool_works) for i in ("CartPole-v1", "MountainCar-v0", "Acrobot-v1")]
+    + [("CartPole-v1", "vector")],
+)
+def test_an_end_by_the_rule_on_the_limit_step_is_termination(env_id, backend):
     # EnvPool alone calls it "truncated, not terminated"; gymnasium terminated (and truncated, which rlte drops)
-    run = replay(env_id, steps=300)
+    run = replay(env_id, steps=300, backend=backend)
     ended = run["ours_terminated"] | run["ours_truncated"]
     first_end = np.argmax(ended, axis=0)
     i = int(np.flatnonzero(run["ours_terminated"][first_end, np.arange(NUM_ENVS)])[0])
     k = int(first_end[i]) + 1  # env i's first episode ends by the task's rule at step k: make k the limit
-    run = replay(env_id, steps=k, max_episode_steps=k)  # the same seed and actions: the same episodes
+    run = replay(env_id, steps=k, max_episode_steps=k, backend=backend)  # same seed and actions: same episodes
     assert_same(run)
     assert run["ours_terminated"][k - 1, i] and not run["ours_truncated"][k - 1, i]
+
+
+def test_vector_backend_specs_are_gymnasiums_and_it_refuses_what_it_cannot_run():
+    ours, theirs = make("CartPole-v1", num_envs=3, backend="vector"), make("CartPole-v1", num_envs=3)
+    check_env_specs(ours)
+    for spec in ("observation_spec", "action_spec", "reward_spec", "full_done_spec"):
+        assert getattr(ours, spec) == getattr(theirs, spec), spec
+    assert make("CartPole-v1", backend="vector", max_episode_steps=50).max_episode_steps == 50
+    with pytest.raises(EnvironmentNotFoundError, match="not 'Acrobot-v1'"):
+        make("Acrobot-v1", backend="vector")
+    with pytest.raises(ComponentArgumentError, match="backend='vector' cannot honour env_kwargs"):
+        make("CartPole-v1", backend="vector", env_kwargs={"sutton_barto_reward": True})
+    check_reproducible("gymnasium", "observation", env_id="CartPole-v1", backend="vector")
 
 
 def test_auto_picks_envpool_only_where_it_is_gymnasiums_task(monkeypatch):
@@ -172,12 +193,13 @@ def test_auto_picks_envpool_only_where_it_is_gymnasiums_task(monkeypatch):
         env = make("CartPole-v1", backend="auto", **options)
         assert env.backend == "gymnasium"
         env.close()
+    assert make("CartPole-v1", backend="auto").backend == "vector"  # gymnasium's own vector CartPole comes first
     if check("envpool")[0]:
-        env = make("CartPole-v1", backend="auto", max_episode_steps=50)
+        env = make("Acrobot-v1", backend="auto", max_episode_steps=50)
         assert env.backend == "envpool" and env.max_episode_steps == 50
-        assert repr(env) == "GymnasiumEnvPool(env_id='CartPole-v1', backend='envpool', num_envs=1, device=cpu)"
+        assert repr(env) == "GymnasiumEnvPool(env_id='Acrobot-v1', backend='envpool', num_envs=1, device=cpu)"
     monkeypatch.setitem(sys.modules, "envpool", None)  # as if not installed
-    assert make("CartPole-v1", backend="auto").backend == "gymnasium"
+    assert make("Acrobot-v1", backend="auto").backend == "gymnasium"
     with pytest.raises(MissingDependencyError, match="pip install"):
         make("CartPole-v1", backend="envpool")
 
@@ -197,7 +219,7 @@ def test_envpool_refuses_what_it_cannot_run():
         make("CartPole-v1", backend="cpp")
 
 
-@pytest.mark.parametrize("backend", ["auto", "gymnasium"])
+@pytest.mark.parametrize("backend", ["auto", "gymnasium", "vector"])
 def test_a_rebuilt_env_runs_on_the_same_backend(backend):
     # what an agent records of its env, and how make_env_like rebuilds it (other num_envs and seed)
     env = make("CartPole-v1", num_envs=2, seed=0, backend=backend)
