@@ -38,8 +38,8 @@ def measure(
     import rlte_plugins
 
     env_spec: Any = env if backend is None else {"name": "gymnasium", "env_id": env, "backend": backend}
-    if backend is None and options.get("compile"):
-        env_spec = {"name": env, "compile": True}  # an rlte env by name: a torch-native one compiles its step
+    if backend is None and options.get("compile") and _torch_native(env):
+        env_spec = {"name": env, "compile": True}  # the env's own step compiles too
     agent = rlte_plugins.make("agent", "ppo", env=env_spec, num_envs=num_envs, seed=seed, **options)
     out = agent.train(frames, progress=False)
     # the run loop logs charts/SPS since the start of train() at every iteration: the time of each iteration's end
@@ -62,6 +62,19 @@ def measure(
     }
     agent.close()
     return result
+
+
+def _torch_native(name: str) -> bool:
+    """Whether ``name`` is a registered torch-native env (whose step ``compile=True`` compiles)."""
+    from rlte_plugins.envs.torch_native.base import TorchEnv
+    from rlte_plugins.errors import RlteError
+    from rlte_plugins.registry import get_spec
+
+    try:
+        factory = get_spec("env", name).load()
+    except RlteError:
+        return False  # a gymnasium id
+    return isinstance(factory, type) and issubclass(factory, TorchEnv)
 
 
 def isolated(spec: dict[str, Any]) -> tuple[dict[str, Any], float]:

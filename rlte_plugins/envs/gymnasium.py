@@ -234,13 +234,23 @@ class GymnasiumVectorCartPole(_GymnasiumId, VectorEnvAdapter):
 
     def _backend_reset(self, mask: np.ndarray | None) -> Any:
         if mask is None:
-            return super()._backend_reset(None)
+            return np.ascontiguousarray(super()._backend_reset(None))
         env = self._vec.unwrapped
         # gymnasium's own reset draw for these envs, now rather than at their next step
         env.state[:, mask] = env.np_random.uniform(low=env.low, high=env.high, size=(4, int(mask.sum())))
         env.steps[mask] = 0
         env.prev_done[mask] = False
-        return env.state.T.astype(np.float32)
+        return np.ascontiguousarray(env.state.T, dtype=np.float32)
+
+    def _backend_step(self, action: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, Any]:
+        if self._vec.unwrapped.prev_done.any():
+            # gymnasium would reset them now, ignoring the action: a transition that is not one
+            raise RuntimeError(
+                "env 'gymnasium' (backend 'vector'): stepping envs whose episode ended without resetting them "
+                f"(envs {np.flatnonzero(self._vec.unwrapped.prev_done).tolist()}); reset them (step_and_maybe_reset)"
+            )
+        obs, reward, terminated, truncated, info = self._vec.step(action)
+        return np.ascontiguousarray(obs), reward, terminated, truncated, info
 
 
 class GymnasiumEnvPool(_GymnasiumId, EnvPoolEnv):

@@ -191,6 +191,14 @@ def test_normalising_a_key_the_policy_does_not_read_keeps_the_tensordict_path():
     assert agent.tensor_policy is not None and not agent.collection.plain_tensors
     batch = agent.collect()
     assert batch["observation"].abs().max() <= 10 and batch["state"].abs().max() > 1  # only "observation" normalised
+    # an extra observation named like the env's internal state is an observation, and the dynamics are CartPole's
+    renamed, plain = Renamed(num_envs=4, seed=1), rlte_plugins.make("env", "torch_cartpole", num_envs=4, seed=1)
+    renamed.reset_tensors(), plain.reset_tensors()
+    for _ in range(3):
+        action = torch.ones(4, dtype=torch.int64)
+        (a, _), (b, _) = renamed.step_tensors(action), plain.step_tensors(action)
+        torch.testing.assert_close(a["observation"], b["observation"])
+        torch.testing.assert_close(a["state"], 100 * b["observation"])
 
 
 @pytest.mark.parametrize("env", ["gymnasium", "torch_pendulum"])

@@ -24,6 +24,12 @@ def test_bench_ppo_prints_each_run_with_its_backend_path_and_the_ratio_to_the_pe
     assert "x from start" in out and "x steady" in out
 
 
+def test_bench_ppo_compiles_only_a_torch_native_envs_step():
+    # a bare gymnasium id (no backend) and the other rlte envs are made as they are in the compile variant
+    assert ppo._torch_native("torch_cartpole") and ppo._torch_native("dummy_discrete")
+    assert not ppo._torch_native("CartPole-v1") and not ppo._torch_native("gymnasium")
+
+
 def test_bench_ppo_refuses_an_unknown_variant():
     with pytest.raises(ConfigError, match="unknown variant 'fast'"):
         ppo.benchmark([2], ["torch_cartpole"], variants=["fast"])

@@ -184,6 +184,14 @@ def test_vector_backend_specs_are_gymnasiums_and_it_refuses_what_it_cannot_run()
     with pytest.raises(ComponentArgumentError, match="backend='vector' cannot honour env_kwargs"):
         make("CartPole-v1", backend="vector", env_kwargs={"sutton_barto_reward": True})
     check_reproducible("gymnasium", "observation", env_id="CartPole-v1", backend="vector")
+    env = make("CartPole-v1", num_envs=3, seed=0, backend="vector", max_episode_steps=2)
+    td = env.reset()
+    assert td["observation"].is_contiguous()
+    td = env.step(td.set("action", torch.zeros(3, dtype=torch.int64)))["next"]
+    td = env.step(td.set("action", torch.zeros(3, dtype=torch.int64)))["next"]
+    assert td["truncated"].all() and td["observation"].is_contiguous()
+    with pytest.raises(RuntimeError, match="without resetting them"):  # gymnasium would reset them, reward 0
+        env.step(td.set("action", torch.zeros(3, dtype=torch.int64)))
 
 
 def test_auto_picks_envpool_only_where_it_is_gymnasiums_task(monkeypatch):

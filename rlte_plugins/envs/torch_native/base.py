@@ -144,8 +144,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         return exact_tensordict(self._step_outputs(tensordict.get("action")), self.batch_size, self.device)
 
     def _step_outputs(self, action: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self._advance(self.state, action, self._returns, self._lengths)
-        self.state = out.pop("state")
+        self.state, out = self._advance(self.state, action, self._returns, self._lengths)
         # in place: an ``nn.Module`` attribute write costs microseconds; the outputs are new tensors
         self._returns.copy_(out[EPISODE_RETURN_KEY])
         self._lengths.copy_(out[EPISODE_LENGTH_KEY])
@@ -153,9 +152,20 @@ class TorchEnv(ExactOutputs, EnvBase):
 
     def compile(self, *, warmup: int | None = None, **kwargs: Any) -> TorchEnv:
         """TorchRL's :meth:`~torchrl.envs.EnvBase.compile` (``step_and_maybe_reset``), and the plain-tensor step:
-        the task's dozens of small tensor operations per step become a few fused kernels."""
+        the task's dozens of small tensor operations per step become a few fused kernels. Fused arithmetic rounds
+        differently (observations within ~1e-7 of the eager step's), so a seeded run changes with it. Each new
+        combination of task class, ``num_envs`` and time limit compiles again (torch keeps 8 per function)."""
         super().compile(warmup=warmup, **kwargs)
-        self.__dict__["_advance"] = torch.compile(self._transition, **kwargs)
+        compiled = torch.compile(self._transition, **kwargs)
+        if self.device.type == "cuda" and kwargs.get("mode") in ("reduce-overhead", "max-autotune"):
+            # CUDA graphs overwrite their outputs at the next replay, and collection keeps every step's outputs
+            def step(*args: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                state, out = compiled(*args)
+                return state.clone(), {k: v.clone() for k, v in out.items()}
+
+            self.__dict__["_advance"] = step
+        else:
+            self.__dict__["_advance"] = compiled
         return self
 
     def eager(self) -> TorchEnv:
@@ -165,8 +175,9 @@ class TorchEnv(ExactOutputs, EnvBase):
 
     def _transition(
         self, state: torch.Tensor, action: torch.Tensor, returns: torch.Tensor, lengths: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """One step of every env as a function of its inputs (what ``compile`` compiles)."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One step of every env as a function of its inputs (what ``compile`` compiles): the next state and the
+        step's outputs."""
         state, reward, terminated = self.dynamics(state, action)
         reward = reward.reshape(self.num_envs, 1).to(torch.float32)
         terminated = terminated.reshape(self.num_envs, 1)
@@ -176,8 +187,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         else:
             truncated = torch.zeros_like(terminated)
         done = terminated | truncated
-        return {
-            "state": state,
+        return state, {
             "observation": self.observe(state),
             **self.extra_observations(state),
             "reward": reward,
