@@ -334,7 +334,7 @@ def make_gymnasium(
             ids of :data:`ENVPOOL_IDS`, faster with many envs: ~1.5x gymnasium's steps/s at 64 CartPoles on 2 cores,
             slower at 4; an error for any other id, without EnvPool installed, or with an option it cannot honour:
             ``env_kwargs``, ``vectorization_mode="async"``), ``"vector"`` (:class:`GymnasiumVectorCartPole`:
-            gymnasium's own vectorized CartPole, :data:`VECTOR_IDS`, fastest at every size; the same refusals) or
+            gymnasium's own vectorized CartPole, :data:`VECTOR_IDS`, the fastest at 8 and 64 envs; the same refusals) or
             ``"auto"`` (``"vector"``, else EnvPool, where they can run the id with these options, else gymnasium).
             ``env.backend`` says which one runs, and it is what
             :func:`rlte_plugins.make` records, so a rebuilt env (an agent's evaluation env, a checkpoint) runs on
