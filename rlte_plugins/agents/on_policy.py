@@ -212,7 +212,7 @@ class OnPolicyAgent(Agent):
             return None
 
         def actor(obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            x = obs[key] if norm is None else norm.apply(obs[key])
+            x = obs[key] if norm is None else norm.normalize_tracking(obs[key])
             action, log_prob = act(x)
             out = {"action": action, "action_log_prob": log_prob}
             if norm is not None:  # the update re-scores what the policy acted on

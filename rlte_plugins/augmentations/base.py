@@ -78,8 +78,9 @@ class Augmentation(TensorDictModuleBase):
         """How many trailing dims make one sample (3 for images); the rest are batch dims."""
         return 3
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Augment one tensor (any leading batch dims), keeping its dtype and value range."""
+    def augment_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment one tensor (any leading batch dims), keeping its dtype and value range (not ``apply``, which
+        would shadow ``nn.Module.apply`` and break it on any module tree holding this one)."""
         event = self.event_dims(x)
         if x.dim() < event:
             raise SpecMismatchError(
@@ -101,7 +102,7 @@ class Augmentation(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         for key_in, key_out in zip(self.in_keys, self.out_keys, strict=True):
-            tensordict.set(key_out, self.apply(tensordict.get(key_in)))
+            tensordict.set(key_out, self.augment_tensor(tensordict.get(key_in)))
         return tensordict
 
     def extra_repr(self) -> str:

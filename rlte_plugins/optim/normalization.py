@@ -63,11 +63,12 @@ class ObservationNorm(TensorDictModuleBase):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / (self.var + 1e-8).sqrt()).clamp(-self.clip, self.clip)
 
-    def apply(self, obs: torch.Tensor) -> torch.Tensor:
-        """``obs`` normalised, after moving the statistics with it while :attr:`updating`."""
+    def normalize_tracking(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs`` normalised, after moving the statistics with it while :attr:`updating` (not ``apply``, which
+        would shadow ``nn.Module.apply`` and break it on any module tree holding this one)."""
         if self.updating:
             self.update(obs)
         return self.normalize(obs)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        return tensordict.set(self.key, self.apply(tensordict.get(self.key)))
+        return tensordict.set(self.key, self.normalize_tracking(tensordict.get(self.key)))

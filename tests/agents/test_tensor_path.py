@@ -216,3 +216,11 @@ def test_the_plain_path_trains_the_same_weights_as_the_tensordict_path(env):
         agent.train(3 * 128, progress=False)
         weights[plain] = torch.cat([p.detach().flatten() for p in agent.parameters()])
     assert torch.equal(weights[True], weights[False])
+
+
+def test_module_apply_reaches_observation_normalisation_in_the_actor():
+    # torch's Module.apply(fn) (weight initialisation, ...) visits every submodule of the acting module
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=2, normalize_observation=True).build()
+    seen = []
+    agent.actor.apply(seen.append)
+    assert agent.obs_norm in seen

@@ -148,3 +148,11 @@ def test_other_keys_and_out_keys():
     aug = rlte_plugins.make("augmentation", "random_flip", p=1.0, in_keys=["pixels"], out_keys=["flipped"])
     out = aug(td)
     assert torch.equal(out["pixels"], td["other"]) and torch.equal(out["flipped"], td["other"].flip(-1))
+
+
+def test_module_apply_reaches_an_augmentation_in_a_module_tree():
+    # torch's Module.apply(fn) visits every submodule: an augmentation's own method must not shadow it
+    tree = torch.nn.Sequential(rlte_plugins.make("augmentation", "random_shift", in_keys=["pixels"]))
+    seen = []
+    tree.apply(seen.append)
+    assert len(seen) == 2
