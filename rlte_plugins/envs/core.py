@@ -88,6 +88,15 @@ class ExactOutputs:
             return super()._step_proc_data(next_tensordict)  # type: ignore[misc]
         return next_tensordict
 
+    @property
+    def tensor_steps(self) -> bool:
+        """Whether ``step_tensors`` gives this env's transitions (direct collection's plain-tensor path): false
+        where a subclass changed ``_step`` or ``_reset`` below the class that defines ``step_tensors`` (direct
+        collection then steps it through TensorDicts)."""
+        cls = type(self)
+        owner = next((c for c in cls.__mro__ if "step_tensors" in vars(c)), None)
+        return owner is not None and cls._step is owner._step and cls._reset is owner._reset  # type: ignore[attr-defined]
+
 
 def _pixels_converter(layout: str, owned: bool) -> Converter:
     if layout == "hwc":  # the transpose copies
@@ -345,14 +354,7 @@ class BatchedEnv(ExactOutputs, EnvBase):
         td = exact_tensordict(out, self.batch_size, _CPU)
         return td if self.device == _CPU else td.to(self.device, non_blocking=True)
 
-    # -- the plain-tensor path (direct collection) --------------------------------------------------------
-    @property
-    def tensor_steps(self) -> bool:
-        """The plain-tensor path gives this env's transitions: false where a subclass changed ``_step`` or
-        ``_reset`` (direct collection then steps it through TensorDicts)."""
-        cls = type(self)
-        return cls._step is BatchedEnv._step and cls._reset is BatchedEnv._reset
-
+    # -- the plain-tensor path (direct collection; see ExactOutputs.tensor_steps) --------------------------
     def reset_tensors(self) -> dict[str, torch.Tensor]:
         """``reset()``'s outputs as plain tensors (a full reset)."""
         return self._to_device(self._reset_outputs(None))

@@ -122,9 +122,6 @@ class TensorActorCritic:
         value = self.value_head(features if self.critic_net is None else self.critic_net(obs))
         return log_prob, entropy, value
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.value_head(self.encoder(obs) if self.critic_net is None else self.critic_net(obs))
-
 
 def value_critic(trunk: nn.Module, features_key: str, in_features: int, gain: float) -> TensorDictSequential:
     """``trunk`` then a linear value head (orthogonal init) reading ``features_key``, writing ``"state_value"``."""

@@ -224,3 +224,16 @@ def test_module_apply_reaches_observation_normalisation_in_the_actor():
     seen = []
     agent.actor.apply(seen.append)
     assert agent.obs_norm in seen
+
+
+def test_an_env_subclass_that_changes_its_step_is_stepped_through_tensordicts():
+    from rlte_plugins.envs.torch_native.tasks import TorchCartPole
+
+    class Doubled(TorchCartPole):
+        def _step(self, tensordict):
+            out = super()._step(tensordict)
+            return out.set("reward", 2 * out.get("reward"))
+
+    assert TorchCartPole(num_envs=2).tensor_steps and not Doubled(num_envs=2).tensor_steps
+    agent = rlte_plugins.make("agent", "ppo", env=Doubled(num_envs=4, seed=0), num_steps=8, seed=0).build()
+    assert not agent.collection.plain_tensors and (agent.collect()["next", "reward"] == 2).all()

@@ -199,13 +199,7 @@ class TorchEnv(ExactOutputs, EnvBase):
             "truncated": truncated,
         }
 
-    # -- the plain-tensor path (direct collection) --------------------------------------------------------
-    @property
-    def tensor_steps(self) -> bool:
-        """The plain-tensor path gives this env's transitions (false where a subclass changed ``_step``/``_reset``)."""
-        cls = type(self)
-        return cls._step is TorchEnv._step and cls._reset is TorchEnv._reset
-
+    # -- the plain-tensor path (direct collection; see ExactOutputs.tensor_steps) --------------------------
     def reset_tensors(self) -> dict[str, torch.Tensor]:
         """``reset()``'s outputs as plain tensors (a full reset)."""
         return self._reset_outputs(None)
