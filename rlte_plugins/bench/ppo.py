@@ -16,13 +16,13 @@ TensorDict per step; ``tensordict``; ``torchrl``: TorchRL's ``Collector``) and t
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
-import sys
 import time
 from typing import Any
+
+from rlte_plugins.bench import run_in_process, serve
 
 #: what ``--variants`` names: the agent options of each row
 VARIANTS: dict[str, dict[str, Any]] = {"eager": {}, "compile": {"compile": True}}
@@ -79,15 +79,7 @@ def _torch_native(name: str) -> bool:
 
 def isolated(spec: dict[str, Any]) -> tuple[dict[str, Any], float]:
     """``measure(**spec)`` in a fresh Python process; returns its result and the wall time from spawn to exit."""
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlte_plugins.bench.ppo", json.dumps(spec)], capture_output=True, text=True, check=False
-    )
-    wall = time.perf_counter() - start
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the benchmark process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1]), wall
+    return run_in_process("rlte_plugins.bench.ppo", spec)
 
 
 def peer(command: str, num_envs: int, frames: int, threads: int, seed: int) -> tuple[float, float | None]:
@@ -167,8 +159,5 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-if __name__ == "__main__":  # one isolated measurement (see ``isolated``): a JSON spec in, a JSON line out
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    print(json.dumps(measure(**json.loads(sys.argv[1]))), flush=True)
+if __name__ == "__main__":  # one isolated measurement (see ``isolated``)
+    serve(lambda spec: measure(**spec))

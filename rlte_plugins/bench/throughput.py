@@ -19,16 +19,15 @@ with it.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
 import torch
+
+from rlte_plugins.bench import run_in_process, serve
 
 
 def matmul_rate(device: str = "cpu", rows: int = 8192, width: int = 256, repeats: int = 20) -> float:
@@ -125,16 +124,7 @@ def rl8(
 
 def isolated(side: str, **spec: Any) -> dict[str, Any] | None:
     """Run ``ours(**spec)`` or ``rl8(**spec)`` in a fresh Python process and return its result."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlte_plugins.bench.throughput", json.dumps({"side": side, **spec})],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the {side} benchmark process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_in_process("rlte_plugins.bench.throughput", {"side": side, **spec}, f"{side} benchmark")[0]
 
 
 def _row(name: str, envs: int, num_steps: int, r: dict[str, Any], extra: str = "") -> str:
@@ -218,10 +208,5 @@ def benchmark(
     return rows
 
 
-if __name__ == "__main__":  # one isolated measurement (see ``isolated``): a JSON spec in, a JSON line out
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    spec = json.loads(sys.argv[1])
-    measure = {"ours": ours, "rl8": rl8}[spec.pop("side")]
-    print(json.dumps(measure(**spec)), flush=True)
+if __name__ == "__main__":  # one isolated measurement (see ``isolated``)
+    serve(lambda spec: {"ours": ours, "rl8": rl8}[spec.pop("side")](**spec))
