@@ -91,6 +91,8 @@ def register_policies(register: Register) -> None:
     register("deterministic_double_critic", f"{vb}:DeterministicDoubleCritic", tags=("off-policy", "continuous"))
     register("stochastic_double_critic", f"{vb}:StochasticDoubleCritic", tags=("off-policy", "sac"))
     register("double_q", f"{vb}:DoubleQNetwork", tags=("off-policy", "discrete", "dqn"))
+    register("pixel_actor_critic", "rlte_plugins.policies.pixel_actor_critic:PixelActorCritic",
+             tags=("off-policy", "pixels", "drq"))  # fmt: skip
 
 
 @hookimpl
@@ -122,3 +124,15 @@ def register_agents(register: Register) -> None:
     )
     register("a2c", "rlte_plugins.agents.a2c:A2C", tags=("on-policy", "discrete", "continuous"))
     register("dqn", "rlte_plugins.agents.dqn:DQN", tags=("off-policy", "discrete"))
+    register("ddpg", "rlte_plugins.agents.ddpg:DDPG", tags=("off-policy", "continuous"))
+    register("td3", "rlte_plugins.agents.td3:TD3", tags=("off-policy", "continuous"))
+    register("sac", "rlte_plugins.agents.sac:SAC", tags=("off-policy", "continuous"))
+    register("sac_discrete", "rlte_plugins.agents.sac:DiscreteSAC", tags=("off-policy", "discrete"))
+    register("drqv2", "rlte_plugins.agents.drq:DrQV2", tags=("off-policy", "continuous", "pixels"))
+    register("drq", "rlte_plugins.agents.drq:DrQ", tags=("off-policy", "continuous", "pixels"))
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    register("drqv2", "rlte_plugins.objectives.drq:DrQV2Loss", tags=("off-policy", "pixels"))
+    register("drq", "rlte_plugins.objectives.drq:DrQLoss", tags=("off-policy", "pixels"))

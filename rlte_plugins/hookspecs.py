@@ -71,6 +71,11 @@ def register_envs(register: Register) -> None:
 
 
 @hookspec
+def register_losses(register: Register) -> None:
+    """Register loss modules (TorchRL ``LossModule`` subclasses) that TorchRL does not ship."""
+
+
+@hookspec
 def register_commands(cli: Commands) -> None:
     """Add ``rlte`` subcommands: ``cli.add_command(name, run, help=..., configure=...)`` once per command, where
     ``configure(parser)`` adds its argparse arguments and ``run(args)`` returns its exit status
@@ -88,6 +93,7 @@ HOOKS: dict[str, str] = {
     "augmentation": "register_augmentations",
     "reward": "register_rewards",
     "env": "register_envs",
+    "loss": "register_losses",
 }
 
 #: hooks that register no component: their callers call them (``rlte`` calls ``register_commands``)

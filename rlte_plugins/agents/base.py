@@ -471,7 +471,8 @@ class Agent:
     @torch.no_grad()
     def _add_intrinsic_reward(self, batch: TensorDictBase) -> torch.Tensor | None:
         """Count ``batch`` in the intrinsic reward (``reward`` slot), then add ``intrinsic_coef`` times its bonus
-        to ``("next", "reward")``; returns the bonus's mean (``None`` without an intrinsic reward)."""
+        to ``("next", "reward")`` (or put it in its place when ``pretraining``: reward-free pre-training); returns
+        the bonus's mean (``None`` without an intrinsic reward)."""
         module = self.components.get("reward")
         if module is None:
             return None
@@ -480,7 +481,8 @@ class Agent:
             module.update(following)
         bonus = module(following.clone(False)).get("intrinsic_reward")
         reward = following.get("reward")
-        following.set("reward", reward + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
+        extrinsic = torch.zeros_like(reward) if getattr(self.config, "pretraining", False) else reward
+        following.set("reward", extrinsic + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
         return bonus.float().mean()
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
@@ -499,11 +501,14 @@ class Agent:
         if self.built and getattr(self, "collection", None) is not None:
             self.collection.close()
 
-    def _build_collection(self, acting: Any, pre: Any = None, tensor_actor: Any = None) -> None:
+    def _build_collection(
+        self, acting: Any, pre: Any = None, tensor_actor: Any = None, collect_actor: Any = None
+    ) -> None:
         """``self.collection`` for the ``collection`` option: ``acting`` is the policy part of :attr:`actor`
         (compiled for direct collection when ``compile`` is set), ``pre`` a module run before it (observation
         normalisation), whose outputs are kept too; ``tensor_actor`` the whole acting path on plain tensors
-        (:data:`~rlte_plugins.collection.direct.TensorActor`), which direct collection prefers."""
+        (:data:`~rlte_plugins.collection.direct.TensorActor`), which direct collection prefers; ``collect_actor``
+        what TorchRL's collector runs instead of :attr:`actor` (an off-policy agent's seed-frames switch)."""
         from rlte_plugins.collection import is_rlte_env, make_collection, resolve_strategy
 
         c = self.config
@@ -519,11 +524,12 @@ class Agent:
                     StepCounter(step_count_key="episode_length"),
                 )
                 self.collection_env = TransformedEnv(self.collection_env, statistics)
-            self.collection = make_collection(strategy, self.collection_env, self._actor, c.num_steps, self.device)
+            actor = self._actor if collect_actor is None else collect_actor
+            self.collection = make_collection(strategy, self.collection_env, actor, c.num_steps, self.device)
             return
         features = {k for m in acting.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
                     for k in m.out_keys}  # fmt: skip
-        keys = [k for k in self._actor.out_keys if k not in features]
+        keys = [k for k in (self._actor if collect_actor is None else collect_actor).out_keys if k not in features]
         engine = getattr(self, "engine", None)
         compiled = engine.compiled(acting) if engine is not None else acting
         act = compiled if pre is None else (lambda td: compiled(pre(td)))

@@ -45,6 +45,7 @@ class DQN(OffPolicyAgent):
     """
 
     name = "dqn"
+    action_kind = "discrete"
     slots: ClassVar[dict[str, Any]] = {
         "encoder": {"name": "mlp", "num_cells": [120, 84]},
         "policy": {"name": "double_q", "hidden": []},
@@ -55,6 +56,8 @@ class DQN(OffPolicyAgent):
     @dataclasses.dataclass
     class Config(OffPolicyConfig):
         num_steps: int = option(10, "steps per env per iteration (CleanRL's train_frequency)", low=1)
+        utd_ratio: float = option(0.1, "gradient updates per frame once learning has started (CleanRL: one every "
+                                  "10 steps)", low=0.0, low_open=True)  # fmt: skip
         lr: float | str = option(2.5e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
                                  types=(int, float, str), low=0.0)  # fmt: skip
         target_update_every: int = option(50, "gradient steps between target updates (50 x 10 steps = 500 frames)",

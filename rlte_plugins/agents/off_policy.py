@@ -1,24 +1,32 @@
 """Off-policy agents: collect a few steps with the exploring policy, store them in a replay storage, take gradient
-steps on sampled batches, update target networks. DQN, DDPG, TD3, SAC and their relatives write their ``Config``,
-their TorchRL loss, the exploration module and at most a hook.
+steps on sampled batches, update target networks. DQN, DDPG, TD3, SAC, DrQ and DrQ-v2 write their ``Config``,
+their loss, the exploration module and at most a hook.
 
 Collection (``direct`` or ``torchrl``), the update engine and the run loop are the ones on-policy agents use; the
-storage is the ``storage`` slot (any rlte replay storage: uniform, n-step, prioritized, memory-mapped).
+storage is the ``storage`` slot (any rlte replay storage: uniform, n-step, prioritized, memory-mapped), and an
+``augmentation`` slot augments sampled observations inside the update.
+
+The update-to-data ratio is defined once, :attr:`OffPolicyConfig.utd_ratio`: gradient updates per frame (one step
+of one env) once learning has started. With ``N`` envs stepped together a collection step brings ``N`` frames and
+so ``N`` times as many updates; ``0.5`` is DrQ-v2's update every second agent step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictSequential
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
+from torchrl.data import Categorical, OneHot
 from torchrl.objectives import HardUpdate, SoftUpdate
 
 from rlte_plugins.agents.base import Agent, AgentConfig, option
 from rlte_plugins.collection import STRATEGIES, batch_statistics
-from rlte_plugins.errors import ComponentArgumentError
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 from rlte_plugins.optim.engine import AMP_MODES, UpdateEngine
 from rlte_plugins.optim.schedules import Schedule
 
@@ -30,8 +38,10 @@ class OffPolicyConfig(AgentConfig):
     """What every off-policy agent takes."""
 
     num_envs: int = option(1, "parallel envs when the agent makes the env", low=1)
-    num_steps: int = option(1, "steps per env per iteration (then gradient_steps updates)", low=1)
-    gradient_steps: int = option(1, "gradient steps per iteration once learning has started", low=1)
+    num_steps: int = option(1, "steps per env per iteration (then the updates they bring)", low=1)
+    utd_ratio: float = option(1.0, "gradient updates per frame (one step of one env) once learning has started",
+                              low=0.0, low_open=True)  # fmt: skip
+    random_frames: int = option(0, "frames acted with uniformly random actions first (seed frames)", low=0)
     learning_starts: int = option(10_000, "frames collected before the first gradient step", low=0)
     gamma: float = option(0.99, "discount", low=0.0, high=1.0, low_open=True)
     lr: float | str = option(1e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
@@ -44,6 +54,8 @@ class OffPolicyConfig(AgentConfig):
     target_update_every: int = option(1, "gradient steps between target updates", low=1)
     intrinsic_coef: float = option(1.0, "weight of the intrinsic reward (set(reward=...)), added to sampled batches",
                                    low=0.0)  # fmt: skip
+    pretraining: bool = option(False, "learn from the intrinsic reward alone (set(reward=...)): reward-free "
+                               "pre-training")  # fmt: skip
     collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl or direct", choices=STRATEGIES)
     amp: str | None = option(None, "mixed precision of the update: null, bf16 or fp16 (CUDA)", types=(str, type(None)),
                              choices=AMP_MODES)  # fmt: skip
@@ -52,78 +64,223 @@ class OffPolicyConfig(AgentConfig):
     chunk_size: int = option(8192, "rows per actor call when collecting", low=1)
 
 
+@dataclasses.dataclass
+class UpdateGroup:
+    """One optimiser of an off-policy agent: the parameters it steps, the loss it differentiates, its learning
+    rate (a number or a schedule string), how often it steps (``every`` gradient steps: TD3's delayed actor) and
+    the loss outputs it logs (``{output: logged name}``). Groups step in order on the same sampled batch."""
+
+    name: str
+    params: list[torch.nn.Parameter]
+    loss: Callable[[TensorDictBase], TensorDictBase]
+    lr: float | str
+    metrics: dict[str, str]
+    every: int = 1
+
+
+class SeedActions(TensorDictModuleBase):
+    """The collecting policy: ``actor``, or uniformly random actions from ``action_spec`` while :attr:`random`
+    (an off-policy agent's seed frames). Drawn from torch's global generator, which checkpoints hold. Only the
+    action is kept: losses recompute what they need from the stored observations."""
+
+    def __init__(self, actor: Any, action_spec: Any, action_key: str = "action") -> None:
+        super().__init__()
+        self.actor, self.action_spec = actor, action_spec
+        self.in_keys = list(actor.in_keys)
+        self.out_keys = [action_key]
+        self.action_key = action_key
+        self.random = False
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self.random:
+            action = self.action_spec.rand(tensordict.batch_size)
+            return tensordict.set(self.action_key, action.to(tensordict.device or action.device))
+        return self.actor(tensordict)
+
+
 class OffPolicyAgent(Agent):
     """Replay, gradient steps on sampled batches and target updates for off-policy agents.
 
-    A subclass writes ``Config`` (subclassing :class:`OffPolicyConfig`), :meth:`make_loss` (a TorchRL loss whose
-    target parameters :class:`~torchrl.objectives.SoftUpdate` / ``HardUpdate`` maintain), :meth:`make_exploration`
-    (the module added after the policy while collecting, e.g. epsilon-greedy) and :attr:`loss_metrics`;
-    :meth:`before_collect` sets exploration schedules.
+    A subclass writes ``Config`` (subclassing :class:`OffPolicyConfig`), :meth:`make_loss` (a loss whose target
+    parameters :class:`~torchrl.objectives.SoftUpdate` / ``HardUpdate`` maintain), and either :attr:`loss_metrics`
+    (one optimiser over the whole loss) or :meth:`update_groups` (several, e.g. a critic then a delayed actor);
+    :meth:`make_exploration` adds a module after the policy while collecting (epsilon-greedy) and
+    :meth:`before_collect` sets exploration schedules (a noise head's is set from the frames by this base).
+
+    Class attributes: :attr:`action_kind` (``"discrete"``/``"continuous"``/``None``: checked against the env) and
+    :attr:`priority_key` (the loss output a prioritized storage takes its priorities from; ``None``: the agent
+    cannot feed one).
     """
 
     Config: ClassVar[type] = OffPolicyConfig
-    slots: ClassVar[dict[str, Any]] = {"encoder": "mlp", "policy": "auto", "storage": "replay", "reward": None}
+    slots: ClassVar[dict[str, Any]] = {"encoder": "mlp", "policy": "auto", "storage": "replay", "augmentation": None,
+                                       "reward": None}  # fmt: skip
     loss_metrics: ClassVar[dict[str, str]] = {}
+    action_kind: ClassVar[str | None] = None
+    priority_key: ClassVar[str | None] = "td_error"
 
     @property
     def action_spec(self) -> Any:
         """The action spec of one env."""
         return self.env.action_spec_unbatched.to(self.device)
 
+    # -- hooks --------------------------------------------------------------------------------------------
     def make_loss(self) -> Any:
         raise NotImplementedError
+
+    def update_groups(self) -> list[UpdateGroup]:
+        """The optimisers, in the order they step (default: one over every trained parameter of the loss)."""
+        params = [p for p in self.loss_module.parameters() if p.requires_grad]
+        return [UpdateGroup("loss", params, self.loss_module, self.config.lr, dict(self.loss_metrics))]
 
     def make_exploration(self) -> Any:
         """A module run after the policy that explores under ``ExplorationType.RANDOM`` (``None``: none)."""
         return None
 
+    def make_target_updater(self) -> Any:
+        """What keeps the loss's target parameters (``target_*_params``): a copy or Polyak averaging (``tau``)."""
+        # stepped every target_update_every gradient steps, counted by self.updates (checkpointed): TorchRL's
+        # HardUpdate would count its own interval (interval + 1 steps apart) in a counter no checkpoint holds
+        if self.config.tau == 1.0:
+            return HardUpdate(self.loss_module, value_network_update_interval=0)
+        return SoftUpdate(self.loss_module, tau=self.config.tau)
+
     def before_collect(self, frames: int) -> None:
         """Exploration schedules, read at ``frames`` (the frames before this iteration's steps)."""
 
-    def _build(self) -> None:
+    def before_update(self, frames: int) -> None:
+        """Schedules the loss reads (DrQ-v2's noise), set before each iteration's updates."""
+
+    def prepare_sample(self, sample: TensorDictBase) -> TensorDictBase:
+        """A sampled batch as the loss takes it: the ``augmentation`` slot's, applied independently to the
+        observations and the next observations (DrQ, DrQ-v2)."""
+        aug = self.components.get("augmentation")
+        if aug is None:
+            return sample
+        for key in aug.in_keys:
+            for where in (key, ("next", key)):
+                sample.set(where, aug.augment_tensor(sample.get(where)))
+        return sample
+
+    # -- checks -------------------------------------------------------------------------------------------
+    def check_env(self) -> None:
+        if self.action_kind is None:
+            return
+        spec = self.env.action_spec_unbatched
+        discrete = isinstance(spec, (Categorical, OneHot))
+        if discrete != (self.action_kind == "discrete"):
+            have = f"discrete actions ({type(spec).__name__})" if discrete else f"continuous actions {list(spec.shape)}"
+            other = "sac_discrete or dqn" if discrete else "ddpg, td3, sac, drq or drqv2"
+            raise SpecMismatchError(
+                f"{self.owner} needs {self.action_kind} actions but the env has {have}: use {other} for this env"
+            )
+
+    def _check_augmentation(self, aug: Any) -> None:
+        spec = self.env.observation_spec
+        for key in aug.in_keys:
+            if key not in spec.keys(True, True):
+                keys = [k for k in spec.keys(True, True) if not str(k).startswith("episode_")]
+                raise SpecMismatchError(f"{self.owner}: augmentation {aug.registry_name!r} reads {key!r}, which the "
+                                        f"env does not provide ({keys}); pass in_keys=[...]")  # fmt: skip
+            shape = spec[key].shape[len(self.env.batch_size) :]
+            event = aug.event_dims(torch.empty(shape, device="meta"))
+            if len(shape) < event:
+                raise SpecMismatchError(
+                    f"{self.owner}: augmentation {aug.registry_name!r} works on images ([C, H, W]) but {key!r} has "
+                    f"shape {list(shape)}: use it on a pixel env, or an augmentation for vectors (gaussian_noise, "
+                    "random_amplitude_scaling)"
+                )
+
+    def _check_storage(self, storage: Any) -> None:
         c = self.config
-        encoder, policy, storage = (self.components[k] for k in ("encoder", "policy", "storage"))
-        # per-env specs: TorchRL's value modules check actions against the spec's shape
-        policy.build(encoder, self.components.get("distribution"), self.env.observation_spec, self.action_spec)
-        policy.to(self.device)
-        self.policy = policy
-        storage.build(self.device)
-        self.exploration = self.make_exploration()
-        acting = getattr(policy, "exploration_policy", None) or policy.actor
-        self._actor = acting if self.exploration is None else TensorDictSequential(acting, self.exploration)
-        self.loss_module = self.make_loss()
-        self.engine = UpdateEngine(
-            [p for p in self.loss_module.parameters() if p.requires_grad], device=self.device,
-            lr=Schedule.parse(c.lr, self.owner), eps=c.adam_eps, max_grad_norm=c.max_grad_norm, amp=c.amp,
-            compile=c.compile, owner=self.owner,
-        )  # fmt: skip
-        self._loss = self.engine.compiled(self.loss_module)
-        # stepped every target_update_every gradient steps, counted by self.updates (checkpointed): TorchRL's
-        # HardUpdate would count its own interval (interval + 1 steps apart) in a counter no checkpoint holds
-        self.target_updater = (
-            HardUpdate(self.loss_module, value_network_update_interval=0)
-            if c.tau == 1.0
-            else SoftUpdate(self.loss_module, tau=c.tau)
-        )
+        if hasattr(storage, "update_priority") and self.priority_key is None:
+            raise ComponentArgumentError(
+                f"{self.owner} computes no TD error to set priorities from: use a uniform storage (replay, "
+                f"nstep_replay), not {getattr(storage, 'name', type(storage).__name__)!r}"
+            )
         storage_gamma = getattr(storage, "gamma", None)
         if storage_gamma is not None and storage_gamma != c.gamma:
             raise ComponentArgumentError(
                 f"{self.owner}: storage {getattr(storage, 'name', type(storage).__name__)!r} sums n-step rewards with "
                 f"gamma={storage_gamma} but the agent discounts with gamma={c.gamma}: give both the same gamma"
             )
+        batch = getattr(storage, "batch_size", None)
+        stored = max(c.learning_starts, self.num_envs * c.num_steps)
+        if batch is not None and batch > stored:
+            raise ComponentArgumentError(
+                f"{self.owner}: the storage samples batches of {batch} but learning starts with {stored} frames "
+                f"stored: raise learning_starts to at least {batch} or lower the storage's batch_size"
+            )
+
+    # -- building -----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        c = self.config
+        encoder, policy, storage = (self.components[k] for k in ("encoder", "policy", "storage"))
+        if c.pretraining and self.components.get("reward") is None:
+            raise ComponentArgumentError(f"{self.owner}: pretraining=True learns from the intrinsic reward alone: "
+                                         "set(reward=...) first")  # fmt: skip
+        aug = self.components.get("augmentation")
+        if aug is not None:
+            self._check_augmentation(aug)
+            aug.to(self.device)
+        self._check_storage(storage)
+        # per-env specs: TorchRL's value modules check actions against the spec's shape
+        observation_spec = self.env.observation_spec_unbatched.to(self.device)
+        policy.build(encoder, self.components.get("distribution"), observation_spec, self.action_spec)
+        policy.to(self.device)
+        self.policy = policy
+        storage.build(self.device)
+        self.exploration = self.make_exploration()
+        acting = getattr(policy, "exploration_policy", None) or policy.actor
+        self._actor = acting if self.exploration is None else TensorDictSequential(acting, self.exploration)
+        self._noise = [m for m in self._actor.modules() if hasattr(m, "schedule") and hasattr(m, "steps")]
+        self._seed_actions = SeedActions(self._actor, self.action_spec)
+        self.loss_module = self.make_loss()
+        self.groups = self.update_groups()
+        self.engines: dict[str, UpdateEngine] = {}
+        self._terms: dict[str, Callable[[TensorDictBase], tuple[torch.Tensor, torch.Tensor]]] = {}
+        for g in self.groups:
+            if not g.params:
+                raise ComponentArgumentError(f"{self.owner}: update group {g.name!r} has no parameters to train")
+            engine = UpdateEngine(
+                g.params, device=self.device, lr=Schedule.parse(g.lr, self.owner), eps=c.adam_eps,
+                max_grad_norm=c.max_grad_norm, amp=c.amp, compile=c.compile, owner=self.owner,
+            )  # fmt: skip
+            self.engines[g.name] = engine
+            self._terms[g.name] = self._group_terms(engine.compiled(g.loss), list(g.metrics))
+        self.engine = self.engines[self.groups[0].name]
+        self.target_updater = self.make_target_updater()
         self.updates = 0
-        self._build_collection(self._actor)  # with the exploration module: collected actions explore
+        # with the exploration module: collected actions explore; the seed-frames switch in front of it
+        self._build_collection(self._seed_actions, collect_actor=self._seed_actions)
+
+    def _group_terms(
+        self, loss: Callable[[TensorDictBase], TensorDictBase], metrics: list[str]
+    ) -> Callable[[TensorDictBase], tuple[torch.Tensor, torch.Tensor]]:
+        def terms(sample: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+            return self._loss_terms_of(loss(sample), metrics)
+
+        return terms
 
     def parameters(self) -> Any:
         self.build()
-        return (p for p in self.loss_module.parameters() if p.requires_grad)
+        seen: set[int] = set()
+        for g in self.groups:
+            for p in g.params:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
 
     # -- the low-level algorithm --------------------------------------------------------------------------
     @torch.no_grad()
     def collect(self) -> TensorDictBase:
-        """``num_steps`` steps of every env with the exploring policy, stored in the replay storage."""
+        """``num_steps`` steps of every env with the exploring policy (random actions during the seed frames),
+        stored in the replay storage."""
         self.build()
         self.before_collect(self.frames)
+        for noise in self._noise:
+            noise.steps = self.frames  # a noise schedule counts frames; set, not stepped: resumes where it was
+        self._seed_actions.random = self.frames < self.config.random_frames
         self._collected_from = self.frames
         batch = self.collection.collect()
         storage = self.components["storage"]
@@ -133,34 +290,62 @@ class OffPolicyAgent(Agent):
             storage.step(batch.numel())  # schedules counted in frames (prioritized replay's beta)
         return batch
 
+    def updates_due(self) -> int:
+        """Gradient updates owed at the current frame count: ``utd_ratio`` per frame after ``learning_starts``."""
+        learned = self.frames - self.config.learning_starts
+        if learned < 0:
+            return 0
+        return max(0, math.floor(self.config.utd_ratio * learned + 1e-9) - self.updates)
+
     def priority(self, sample: TensorDictBase) -> torch.Tensor:
         """The TD error a prioritized storage sets a sampled transition's priority from (the loss wrote it)."""
-        return sample.get("td_error")
+        error = sample.get(self.priority_key, None)
+        if error is None:
+            raise ComponentArgumentError(
+                f"{self.owner}: its loss wrote no {self.priority_key!r} to set priorities from; use a uniform storage"
+            )
+        return error
 
     def step(self) -> dict[str, Any]:
-        """``gradient_steps`` updates on sampled batches (none before ``learning_starts``)."""
+        """The gradient updates the frames collected so far are owed (none before ``learning_starts``)."""
         self.build()
-        c = self.config
         stats: dict[str, Any] = {}
-        if self.frames < c.learning_starts:
+        due = self.updates_due()
+        if due == 0:
             return stats
-        lr = self.engine.set_lr(getattr(self, "_collected_from", self.frames))  # as on-policy: where it began
         storage = self.components["storage"]
-        sums = torch.zeros(len(self.loss_metrics), device=self.device)
-        for _ in range(c.gradient_steps):
+        batch_size = getattr(storage, "batch_size", 0)
+        if len(storage) < batch_size:
+            raise ComponentArgumentError(
+                f"{self.owner}: the storage holds {len(storage)} transitions, fewer than its batch_size {batch_size}: "
+                "raise learning_starts or lower batch_size"
+            )
+        at = getattr(self, "_collected_from", self.frames)  # as on-policy: where this iteration's batch began
+        lrs = {name: engine.set_lr(at) for name, engine in self.engines.items()}
+        self.before_update(at)
+        sums = {g.name: torch.zeros(len(g.metrics), device=self.device) for g in self.groups}
+        counts = dict.fromkeys(sums, 0)
+        for _ in range(due):
             sample = storage.sample()
             intrinsic = self._add_intrinsic_reward(sample)
             if intrinsic is not None:
                 stats["charts/intrinsic_reward"] = intrinsic
-            sums += self.engine.minibatch(sample, self._loss_terms, 0)
+            sample = self.prepare_sample(sample)
+            for g in self.groups:
+                if self.updates % g.every == 0:
+                    sums[g.name] += self.engines[g.name].minibatch(sample, self._terms[g.name], 0)
+                    counts[g.name] += 1
             if hasattr(storage, "update_priority"):
                 storage.update_priority(sample, self.priority(sample))
             self.updates += 1
-            if self.updates % c.target_update_every == 0:
+            if self.updates % self.config.target_update_every == 0:
                 self.target_updater.step()
-        stats.update(zip(self.loss_metrics.values(), sums / c.gradient_steps, strict=True))
-        stats["charts/learning_rate"] = lr
-        stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()
+        for g in self.groups:
+            if counts[g.name]:
+                stats.update(zip(g.metrics.values(), sums[g.name] / counts[g.name], strict=True))
+        stats["charts/learning_rate"] = lrs[self.groups[0].name]
+        norms = torch.stack([engine.read_grad_norm() for engine in self.engines.values()])
+        stats["_finite/gradient"] = norms.isfinite().all().float()
         return stats
 
     def iteration(self) -> dict[str, Any]:
@@ -169,14 +354,11 @@ class OffPolicyAgent(Agent):
         self.iterations += 1
         return stats
 
-    def _loss_terms(self, piece: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._loss_terms_of(self._loss(piece), list(self.loss_metrics))
-
     # -- checkpoints --------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
             "loss": self.loss_module.state_dict(),  # the online and target networks
-            "engine": self.engine.state_dict(),
+            "engines": {name: engine.state_dict() for name, engine in self.engines.items()},
             "storage": self.components["storage"].state_dict(),
             "updates": self.updates,
             # the acting module's exploration state (DQN's epsilon): a loaded actor explores as the saved one did
@@ -185,7 +367,14 @@ class OffPolicyAgent(Agent):
 
     def _load_state(self, state: Any) -> None:
         self.loss_module.load_state_dict(state["loss"])
-        self.engine.load_state_dict(state["engine"])
+        saved = state["engines"]
+        if set(saved) != set(self.engines):
+            from rlte_plugins.errors import CheckpointError
+
+            raise CheckpointError(f"{self.owner}: the checkpoint's optimisers {sorted(saved)} are not this agent's "
+                                  f"{sorted(self.engines)}")  # fmt: skip
+        for name, engine in self.engines.items():
+            engine.load_state_dict(saved[name])
         self.components["storage"].load_state_dict(state["storage"])
         self.updates = int(state["updates"])
         if self.exploration is not None and state.get("exploration") is not None:

@@ -58,6 +58,8 @@ class OnPolicyConfig(AgentConfig):
     normalize_observation: bool = option(False, "running mean/std normalisation of the 'observation' key")
     scale_rewards: bool = option(False, "divide rewards by the running std of the discounted return (rl8)")
     intrinsic_coef: float = option(1.0, "weight of the intrinsic reward (set(reward=...)), added before GAE", low=0.0)
+    pretraining: bool = option(False, "learn from the intrinsic reward alone (set(reward=...)): reward-free "
+                               "pre-training")  # fmt: skip
     recurrent: dict | None = option(None, "LSTM/GRU policy: {cell: lstm|gru, hidden_size, sequence_length, burn_in}",
                                     types=(dict, type(None)))  # fmt: skip
     collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl or direct", choices=STRATEGIES)
@@ -162,6 +164,9 @@ class OnPolicyAgent(Agent):
                 f"{self.owner}: recurrent= trains a recurrent policy (recurrent_actor_critic), got "
                 f"{getattr(policy, 'registry_name', type(policy).__name__)!r}"
             )
+        if c.pretraining and self.components.get("reward") is None:
+            raise ComponentArgumentError(f"{self.owner}: pretraining=True learns from the intrinsic reward alone: "
+                                         "set(reward=...) first")  # fmt: skip
         if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
             distribution.on_policy()
         policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)

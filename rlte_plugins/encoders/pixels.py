@@ -139,6 +139,8 @@ class MnihCNN(PixelEncoder):
 class TassaCNN(PixelEncoder):
     """The DeepMind Control / DrQ-v2 encoder: four 3x3 convolutions of 32 channels (the first with stride 2).
 
+    ``channels`` narrows (or widens) every convolution (32: the authors').
+
     Pixels are scaled to [-0.5, 0.5] as DrQ-v2 does. With ``features`` set (default 50), the flattened
     convolution output goes through DrQ-v2's trunk (linear, LayerNorm, tanh); ``features=None`` returns the
     flattened convolution output itself (32 x 35 x 35 = 39,200 for 84 x 84 frames).
@@ -162,14 +164,17 @@ class TassaCNN(PixelEncoder):
         observation_spec: Any = None,
         in_keys: Sequence[str] = ("pixels",),
         out_keys: Sequence[str] = ("features",),
+        channels: int = 32,
     ) -> None:
         self.features = _features(features, f"encoder {self.registry_name!r}", allow_none=True)
+        self.channels = positive_int(f"encoder {self.registry_name!r}", "channels", channels)
         super().__init__(in_shape, observation_spec, in_keys, out_keys)
 
     def _body(self, channels: int, height: int, width: int) -> tuple[nn.Module, int]:
-        layers: list[nn.Module] = [nn.Conv2d(channels, 32, 3, stride=2), nn.ReLU()]
+        width_ = self.channels
+        layers: list[nn.Module] = [nn.Conv2d(channels, width_, 3, stride=2), nn.ReLU()]
         for _ in range(3):
-            layers += [nn.Conv2d(32, 32, 3, stride=1), nn.ReLU()]
+            layers += [nn.Conv2d(width_, width_, 3, stride=1), nn.ReLU()]
         convs = nn.Sequential(*layers, nn.Flatten())
         flat = self._flat_size(convs, channels, height, width)
         orthogonal_init(convs, nn.init.calculate_gain("relu"))

@@ -43,13 +43,13 @@ def test_nstep_replay_trains():
 
 
 def test_a_loaded_dqn_continues_exactly(tmp_path):
-    agent = _dqn(learning_starts=64, num_steps=16)
+    agent = _dqn(learning_starts=64, num_steps=16, utd_ratio=1 / 16)
     agent.train(320, progress=False)
     path = agent.save(tmp_path / "dqn.pt")
     agent.train(640, progress=False)
     loaded = rlte_plugins.load_agent(path)
-    # updates from the iteration whose collection reached learning_starts (64 frames: the 4th of 16) on
-    assert len(loaded.components["storage"]) == 320 and loaded.updates == 320 // 16 - 3
+    # one update per 16 frames after learning_starts (64)
+    assert len(loaded.components["storage"]) == 320 and loaded.updates == (320 - 64) // 16
     loaded.train(640, progress=False)
     for a, b in zip(agent.loss_module.state_dict().values(), loaded.loss_module.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -67,7 +67,7 @@ def test_exploration_is_epsilon_greedy_only_when_sampling():
 
 
 def test_the_target_is_copied_every_target_update_every_gradient_steps():
-    agent = _dqn(learning_starts=0, num_steps=1, target_update_every=3).build()
+    agent = _dqn(learning_starts=0, num_steps=1, utd_ratio=1.0, target_update_every=3).build()
     copied = []
     online = agent.loss_module.value_network_params
     target = agent.loss_module.target_value_network_params
