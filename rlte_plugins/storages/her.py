@@ -187,9 +187,16 @@ class HERReplayStorage:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # onto this storage's device (a checkpoint is read onto the CPU), as copies: adds write these in place, and
+        # must not write into the state of another storage
+        def own(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.to(self._device, copy=True)
+
         data = state["data"]
-        self.data = None if data is None else TensorDict(data, batch_size=[self.rows, self.num_envs])
+        if data is not None:
+            data = TensorDict(data, batch_size=[self.rows, self.num_envs]).apply(own, device=self._device)
+        self.data = data
         self.written = int(state["written"])
-        self.ep_start, self.ep_end = state["ep_start"], state["ep_end"]
-        self._open_start = state["open_start"]
+        self.ep_start, self.ep_end = own(state["ep_start"]), own(state["ep_end"])
+        self._open_start = own(state["open_start"])
         self._gen.set_state(state["generator"])

@@ -8,7 +8,11 @@ where dict observations needed their own buffer).
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,6 +39,24 @@ class ReplayStorage:
             deleted with the storage.
         seed: seeds the sampler's generator (sampling is then reproducible).
 
+    Checkpoints: :meth:`state_dict` holds tensors and plain values only (``torch.load(weights_only=True)`` reads
+    it), and :meth:`load_state_dict` on a storage built alike resumes exactly: the same transitions in the same
+    slots, the writer's cursor, the sampler's and generator's state, so the same future samples.
+
+    - In memory: the checkpoint carries the transitions, dtypes kept (uint8 frames stay uint8); they load onto
+      the loading storage's ``device``.
+    - ``memmap`` with a ``scratch_dir``: the checkpoint *references* the folder instead of copying it (a 1M-frame
+      pixel buffer is tens of GB): its path, the layout of its files, the fill level and the folder's
+      *generation*, kept in ``rlte-replay-generation.json`` there. Saving flushes the files to disk; loading
+      re-opens them in place, on a storage built with the same ``scratch_dir`` and ``capacity``. The reference
+      is to the folder as it is *now*: the first write after a save (or a load) moves the folder to a new
+      generation, so only the checkpoint saved last still loads; an older one raises :class:`CheckpointError`,
+      as do a missing folder, files of another layout or capacity, and another ``scratch_dir``. To keep every
+      checkpoint resumable, use ``memmap=False`` or no ``scratch_dir``.
+    - ``memmap`` without a ``scratch_dir``: the temporary directory is deleted with the storage, so nothing
+      could be referenced: the checkpoint carries the transitions, as in memory, and loading writes them into
+      the new storage's files.
+
     Examples:
         >>> import torch, rlte_plugins
         >>> from tensordict import TensorDict
@@ -59,6 +81,7 @@ class ReplayStorage:
         self.batch_size = positive_int(self._owner(), "batch_size", batch_size)
         self.device, self.memmap, self.scratch_dir, self.seed = device, memmap, scratch_dir, seed
         self.buffer: TensorDictReplayBuffer | None = None
+        self._folder: _FolderGeneration | None = None
 
     def _owner(self) -> str:
         return f"storage {self.name!r}"
@@ -86,6 +109,9 @@ class ReplayStorage:
         self._device = torch.device(self.device or device or "cpu")
         # TorchRL refuses memory maps off the CPU: the files are read on the host, batches moved in sample()
         self.buffer = self._make_buffer(torch.device("cpu") if self.memmap else self._device)
+        self._folder = None
+        if self.memmap and self.scratch_dir is not None:
+            self._folder = _FolderGeneration(Path(self.scratch_dir), self._owner())
         return self
 
     def _require(self) -> TensorDictReplayBuffer:
@@ -94,9 +120,12 @@ class ReplayStorage:
         return self.buffer
 
     def _extend(self, flat: TensorDictBase) -> None:
+        buffer = self._require()
+        if self._folder is not None:
+            self._folder.before_write(new_files=not buffer.storage.initialized)
         # TorchRL writes a batch longer than the capacity to repeated slots, and torch leaves the winner of repeated
         # index writes undefined: stored transitions mixed fields of different steps. Only the newest ones stay.
-        self._require().extend(flat[-self.capacity :])
+        buffer.extend(flat[-self.capacity :])
 
     def add(self, batch: TensorDictBase) -> None:
         """Store a batch of transitions (any batch shape; flattened)."""
@@ -114,16 +143,230 @@ class ReplayStorage:
         return 0 if self.buffer is None else len(self.buffer)
 
     def state_dict(self) -> dict[str, Any]:
-        return self._require().state_dict()
+        """The buffer's state for a checkpoint: the transitions, or a reference to a ``scratch_dir``'s files (see
+        the class docstring), with the writer's, sampler's and generator's state.
+
+        Examples:
+            >>> import os, tempfile, torch, rlte_plugins
+            >>> from tensordict import TensorDict
+            >>> scratch = tempfile.TemporaryDirectory()
+            >>> folder = scratch.name
+            >>> rb = rlte_plugins.make("storage", "replay", capacity=100, memmap=True, scratch_dir=folder).build()
+            >>> rb.add(TensorDict(pixels=torch.zeros(10, 3, 84, 84, dtype=torch.uint8), batch_size=[10]))
+            >>> reference = rb.state_dict()["_storage"]["memmap"]
+            >>> reference["scratch_dir"] == os.path.realpath(folder), reference["generation"]
+            (True, 0)
+            >>> resumed = rlte_plugins.make("storage", "replay", capacity=100, memmap=True, scratch_dir=folder).build()
+            >>> resumed.load_state_dict(rb.state_dict())
+            >>> len(resumed), resumed.sample(2)["pixels"].dtype
+            (10, torch.uint8)
+        """
+        buffer = self._require()
+        state = buffer.state_dict()
+        storage = buffer.storage
+        if self._folder is not None and storage.initialized:
+            reference = self._folder.save(_layout(storage._storage), self.capacity)
+            state["_storage"] = {"memmap": reference, "initialized": True, "_len": storage._len}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`'s state (see the class docstring); a reference to memmap files that do
+        not match raises :class:`CheckpointError`."""
         buffer = self._require()
+        storage = buffer.storage
         stored = state["_storage"]
-        if self.memmap and not buffer.storage.initialized and stored["initialized"]:
-            # TorchRL loads into an empty memmap storage as anonymous memory (nothing in scratch_dir): writing one
-            # transition first creates the files, which the load then fills
-            buffer.storage.set(0, TensorDict().load_state_dict(stored["_storage"], strict=False)[0])
-        buffer.load_state_dict(state)
+        if "memmap" in stored:
+            _place(storage, self._open_reference(stored["memmap"]))
+        elif stored["initialized"] and not self.memmap:
+            # TorchRL keeps the loaded tensors where the checkpoint put them (the CPU, for load_checkpoint): a buffer
+            # built on an accelerator would then hold its data on the host. One copy, onto the storage's device.
+            data = TensorDict().load_state_dict(stored["_storage"], strict=False)
+            _place(storage, data.apply(lambda t: t.to(storage.device, copy=True), device=storage.device))
+        elif stored["initialized"]:  # memmap; the checkpoint carries the transitions, TorchRL's load copies them in
+            if storage.initialized:
+                if self._folder is not None:
+                    self._folder.before_write(new_files=False)
+            elif self._folder is not None and (self._folder.path / "meta.json").exists():
+                raise CheckpointError(
+                    f"{self._owner()}: the checkpoint carries its transitions, and scratch_dir "
+                    f"{str(self._folder.path)!r} already holds another buffer's files: build the storage with an "
+                    "empty or new scratch_dir"
+                )
+            else:
+                # TorchRL loads into an empty memmap storage as anonymous memory (nothing in scratch_dir): writing
+                # one transition first creates the files, which TorchRL's load then fills
+                self._extend(TensorDict().load_state_dict(stored["_storage"], strict=False)[:1])
+        if "memmap" in stored or not self.memmap:
+            # the data is in place (or there is none): TorchRL's load then restores only the fill level, the writer,
+            # the sampler and the generator
+            stored = {"_storage": {}, "initialized": stored["initialized"], "_len": stored["_len"]}
+        buffer.load_state_dict({**state, "_storage": stored})
+
+    def _open_reference(self, reference: dict[str, Any]) -> TensorDictBase:
+        saved = reference["scratch_dir"]
+        if self._folder is None:
+            where = "in a temporary directory" if self.memmap else "in memory"
+            raise CheckpointError(
+                f"{self._owner()}: the checkpoint references replay files in {saved!r}, but this storage keeps its "
+                f"transitions {where}: build it with memmap=True, scratch_dir={saved!r}"
+            )
+        if str(self._folder.path.resolve()) != saved:
+            raise CheckpointError(
+                f"{self._owner()}: the checkpoint references replay files in {saved!r}, but this storage was built "
+                f"with scratch_dir={self.scratch_dir!r}: build it with scratch_dir={saved!r}"
+            )
+        if reference["capacity"] != self.capacity:
+            raise CheckpointError(
+                f"{self._owner()}: the checkpoint's buffer in {saved!r} holds {reference['capacity']} transitions, "
+                f"this storage was built with capacity={self.capacity}: build it with "
+                f"capacity={reference['capacity']}"
+            )
+        marker = self._folder.check(reference)
+        try:
+            data = TensorDict.load_memmap(saved)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"{self._owner()}: the replay files in {saved!r} cannot be opened ({type(exc).__name__}: {exc}): "
+                "the folder is damaged; resume from a checkpoint that carries its transitions, or start a new run"
+            ) from exc
+        layout = _layout(data)
+        if layout != reference["layout"]:
+            expected = {tuple(key): entry for key, *entry in reference["layout"]}
+            found = {tuple(key): entry for key, *entry in layout}
+            diff = "; ".join(
+                f"{'/'.join(key)}: expected {_describe(expected.get(key))}, found {_describe(found.get(key))}"
+                for key in sorted(expected.keys() | found.keys())
+                if expected.get(key) != found.get(key)
+            )
+            raise CheckpointError(
+                f"{self._owner()}: the replay files in {saved!r} do not match the checkpoint ({diff}): they were "
+                "rewritten after it was saved; resume from a checkpoint saved with these files"
+            )
+        self._folder.loaded(marker)
+        return data.lock_()
+
+
+GENERATION_FILE = "rlte-replay-generation.json"
+
+
+class _FolderGeneration:
+    """The generation of a memmap ``scratch_dir``: which state of its files a checkpoint may reference.
+
+    ``rlte-replay-generation.json`` in the folder holds a ``token`` (drawn when a storage creates the files: a
+    folder deleted and refilled is another buffer) and a ``generation`` count. A checkpoint records both; the
+    first write after a save or a load increments the count *before* touching the files, so a checkpoint whose
+    generation is not the folder's is refused even after a crash mid-write.
+    """
+
+    def __init__(self, path: Path, owner: str) -> None:
+        self.path, self.owner = path, owner
+        self.current: dict[str, Any] | None = None  # what this storage last wrote or read
+        self.referenced = False  # a checkpoint references the files as they are
+
+    def before_write(self, new_files: bool) -> None:
+        if new_files:
+            if (self.path / "meta.json").exists():
+                # TorchRL would refuse to create the files; refused here, the folder's checkpoints stay valid
+                raise ComponentArgumentError(
+                    f"{self.owner}: scratch_dir {str(self.path)!r} already holds a replay buffer's files: resume it "
+                    "with load_state_dict from the checkpoint that references it, or build the storage with an "
+                    "empty scratch_dir"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._write({"token": uuid.uuid4().hex, "generation": 0})
+        elif self.referenced and self.current is not None:
+            self._write({**self.current, "generation": self.current["generation"] + 1})
+        self.referenced = False
+
+    def save(self, layout: list[Any], capacity: int) -> dict[str, Any]:
+        # written through a shared mapping, the data sits in the page cache; fsync writes it to the disk, so the
+        # folder survives a crash as the checkpoint references it
+        for root, _, files in os.walk(self.path):
+            for name in files:
+                _fsync(Path(root) / name)
+            _fsync(Path(root))
+        # no marker yet: files written by an older version of this storage
+        current = self.current or self._write({"token": uuid.uuid4().hex, "generation": 0})
+        self.referenced = True
+        return {"scratch_dir": str(self.path.resolve()), "capacity": capacity, "layout": layout, **current}
+
+    def check(self, reference: dict[str, Any]) -> dict[str, Any]:
+        """The folder's marker; refuses a reference to another state of the folder than the one on disk."""
+        where, owner = str(self.path), self.owner
+        if not self.path.is_dir():
+            raise CheckpointError(
+                f"{owner}: the checkpoint references replay files in {where!r}, which does not exist: a checkpoint of "
+                "a memmap buffer keeps only the folder's path, so put the folder back there (or start a new run)"
+            )
+        try:
+            found = json.loads((self.path / GENERATION_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{owner}: the replay folder {where!r} has no readable {GENERATION_FILE} ({type(exc).__name__}), so "
+                "it does not hold the files this checkpoint references: resume from a checkpoint saved with it"
+            ) from exc
+        if found.get("token") != reference["token"]:
+            raise CheckpointError(
+                f"{owner}: the replay folder {where!r} holds another buffer than this checkpoint references (its "
+                "files were deleted and written anew after the save): resume from a checkpoint saved since"
+            )
+        if found.get("generation") != reference["generation"]:
+            raise CheckpointError(
+                f"{owner}: the replay folder {where!r} is at generation {found.get('generation')}, this checkpoint "
+                f"references generation {reference['generation']}: training went on writing the folder after this "
+                "checkpoint was saved, so it no longer holds the checkpoint's transitions. Resume from the latest "
+                "checkpoint saved with this folder; to keep every checkpoint resumable, build the storage with "
+                "memmap=False or without scratch_dir (checkpoints then carry the transitions)"
+            )
+        return found
+
+    def loaded(self, marker: dict[str, Any]) -> None:
+        # the checkpoint just loaded references the files as they are: the next write moves to a new generation
+        self.current, self.referenced = marker, True
+
+    def _write(self, marker: dict[str, Any]) -> dict[str, Any]:
+        # atomic: a crash leaves the old marker or the new one, never a torn file
+        handle, tmp = tempfile.mkstemp(prefix=f".{GENERATION_FILE}.", dir=self.path)
+        try:
+            with os.fdopen(handle, "w") as out:
+                json.dump(marker, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path / GENERATION_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync(self.path)
+        self.current = marker
+        return marker
+
+
+def _place(storage: Any, data: TensorDictBase) -> None:
+    """Make ``data`` a TorchRL tensor storage's content (TorchRL's own load would copy it once more)."""
+    storage._storage = data
+    # caches of the content replaced: filled again from ``data`` on first use
+    storage._storage_keys = None
+    storage.__dict__.pop("_total_shape_value", None)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _layout(data: TensorDictBase) -> list[Any]:
+    """``[key path, shape, dtype]`` of every stored entry: what a checkpoint expects of the files it references."""
+    return sorted(
+        [[key] if isinstance(key, str) else list(key), list(value.shape), str(value.dtype)]
+        for key, value in data.items(include_nested=True, leaves_only=True)
+    )
+
+
+def _describe(entry: list[Any] | None) -> str:
+    return "no such entry" if entry is None else f"shape {entry[0]} {entry[1]}"
 
 
 class DictReplayStorage(ReplayStorage):

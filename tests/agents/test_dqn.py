@@ -44,6 +44,7 @@ def test_nstep_replay_trains():
 
 def test_a_loaded_dqn_continues_exactly(tmp_path):
     agent = _dqn(learning_starts=64, num_steps=16, utd_ratio=1 / 16)
+    agent.set(storage={"name": "replay", "capacity": 1000, "batch_size": 32})
     agent.train(320, progress=False)
     path = agent.save(tmp_path / "dqn.pt")
     agent.train(640, progress=False)
@@ -67,7 +68,8 @@ def test_exploration_is_epsilon_greedy_only_when_sampling():
 
 
 def test_the_target_is_copied_every_target_update_every_gradient_steps():
-    agent = _dqn(learning_starts=0, num_steps=1, utd_ratio=1.0, target_update_every=3).build()
+    agent = _dqn(learning_starts=0, num_steps=1, utd_ratio=1.0, target_update_every=3)
+    agent.set(storage={"name": "replay", "capacity": 1000, "batch_size": 1}).build()
     copied = []
     online = agent.loss_module.value_network_params
     target = agent.loss_module.target_value_network_params

@@ -495,3 +495,86 @@ def test_nstep_checkpoint_of_other_n_or_gamma_is_refused():
     same = rlte_plugins.make("storage", "nstep_replay", n=3, gamma=0.9, capacity=64).build()
     same.load_state_dict(state)
     assert len(same.buffer) == len(rb.buffer)
+
+
+def frames_rollout(num_envs=2, steps=6):
+    """``ended_rollout`` transitions with uint8 frames at the root and in ``"next"``."""
+    data = ended_rollout(torch.zeros(num_envs, steps), torch.zeros(num_envs, steps))
+    g = torch.Generator().manual_seed(0)
+    for key in ("pixels", ("next", "pixels")):
+        data.set(key, torch.randint(0, 256, (num_envs, steps, 3, 8, 8), dtype=torch.uint8, generator=g))
+    return data
+
+
+@pytest.mark.parametrize("kind", ["replay", "nstep_replay", "prioritized_replay"])
+def test_in_memory_checkpoint_keeps_uint8_frames_and_loads_onto_the_storage_device(kind):
+    def make(device=None):
+        return rlte_plugins.make("storage", kind, capacity=16, batch_size=8, seed=0, device=device).build()
+
+    rb = make()
+    rb.add(frames_rollout())
+    state = checkpoint(rb, through_file=True)
+    assert state["_storage"]["_storage"]["pixels"].dtype == torch.uint8  # one byte per pixel in the file too
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert_same_leaves(resumed.buffer[:], rb.buffer[:])  # uint8 frames stay uint8
+    assert_same_leaves(resumed.sample(), rb.sample())
+    # loaded without a file (the state's tensors are rb's own): adds to the resumed storage leave rb as it was
+    direct = make()
+    direct.load_state_dict(rb.state_dict())
+    before = rb.buffer[:].clone()
+    direct.add(frames_rollout())
+    assert_same_leaves(rb.buffer[:], before)
+    # a storage built on another device than the checkpoint's (read onto the CPU) holds its data there; "meta"
+    # stands in for an accelerator on CPU-only machines
+    on_meta = make("meta")
+    on_meta.load_state_dict(state)
+    stored = dict(on_meta.buffer.storage._storage.items(include_nested=True, leaves_only=True))
+    assert {value.device.type for value in stored.values()} == {"meta"}
+    assert stored["pixels"].dtype == stored["next", "pixels"].dtype == torch.uint8
+
+
+def test_her_checkpoint_round_trips_and_the_resumed_storage_owns_its_data():
+    def make():
+        return rlte_plugins.make("storage", "her_replay", capacity=40, batch_size=16, seed=0).build(num_envs=2)
+
+    rb = make()
+    first = her_chunk(0)
+    first.set("pixels", torch.randint(0, 256, (2, 6, 3, 4, 4), dtype=torch.uint8))
+    rb.add(first)
+    resumed = make()
+    resumed.load_state_dict(checkpoint(rb, through_file=True))
+    assert resumed.data["pixels"].dtype == torch.uint8
+    assert_same_leaves(resumed.sample(), rb.sample())
+    # loaded without a file (the state's tensors are rb's own): adds to the resumed storage leave rb as it was
+    direct = make()
+    direct.load_state_dict(rb.state_dict())
+    before = rb.data.clone(), rb.ep_end.clone()
+    second = her_chunk(6)
+    second.set("pixels", torch.zeros(2, 6, 3, 4, 4, dtype=torch.uint8))
+    direct.add(second)
+    assert (rb.data == before[0]).all() and torch.equal(rb.ep_end, before[1])
+    assert rb.written == 6 and direct.written == 12
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_checkpoints_read_onto_the_cpu_load_onto_a_cuda_storage():
+    rb = rlte_plugins.make("storage", "replay", capacity=16, batch_size=8, seed=0).build("cuda")
+    rb.add(frames_rollout().to("cuda"))
+    buffer = io.BytesIO()
+    torch.save(rb.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, map_location="cpu", weights_only=True)  # as load_checkpoint reads it
+    resumed = rlte_plugins.make("storage", "replay", capacity=16, batch_size=8, seed=0).build("cuda")
+    resumed.load_state_dict(state)
+    assert all(v.is_cuda for v in resumed.buffer.storage._storage.values(include_nested=True, leaves_only=True))
+    assert_same_leaves(resumed.sample(), rb.sample())
+    her = rlte_plugins.make("storage", "her_replay", capacity=40, batch_size=16, seed=0).build(2, device="cuda")
+    her.add(her_chunk(0))
+    buffer = io.BytesIO()
+    torch.save(her.state_dict(), buffer)
+    buffer.seek(0)
+    her_resumed = rlte_plugins.make("storage", "her_replay", capacity=40, batch_size=16, seed=0).build(2, "cuda")
+    her_resumed.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
+    assert her_resumed.data.device.type == her_resumed.ep_end.device.type == "cuda"
+    assert_same_leaves(her_resumed.sample(), her.sample())
