@@ -8,6 +8,7 @@ import torch
 from torchrl.data import Bounded, Categorical, TensorSpec, Unbounded
 
 from rlte_plugins.envs.torch_native.base import TorchEnv
+from rlte_plugins.envs.torch_native.render import Canvas
 
 
 class DummyDiscrete(TorchEnv):
@@ -50,6 +51,9 @@ class DummyContinuous(DummyDiscrete):
 class TorchCartPole(TorchEnv):
     """CartPole-v1 (gymnasium's dynamics, Euler steps) batched in torch: 4 floats, 2 actions, 500 steps.
 
+    Takes :class:`~rlte_plugins.envs.torch_native.base.TorchEnv`'s arguments. Its pixels show the cart (a blue
+    box) on a grey track and the pole (an orange bar) at its angle, 5.4 world units across.
+
     Examples:
         >>> import rlte_plugins
         >>> env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, seed=0)
@@ -89,9 +93,39 @@ class TorchCartPole(TorchEnv):
         terminated = (x.abs() > self.x_limit) | (theta.abs() > self.theta_limit)
         return state, torch.ones_like(x), terminated
 
+    palette = {"background": (255, 255, 255), "track": (90, 90, 90), "cart": (50, 90, 180), "pole": (202, 152, 101)}
+    cart_half_width, cart_half_height, pole_half_width = 0.25, 0.15, 0.08
+
+    def canvas(self, image_size: int, device: torch.device) -> Canvas:
+        return Canvas(image_size, -2.7, -2.7, 5.4, self.palette, device)  # centred on the cart
+
+    def render(self, state: torch.Tensor) -> torch.Tensor:
+        c = self._canvas
+        x, theta = state[:, 0], state[:, 2]
+        track = c.coverage((c.y + self.cart_half_height).abs() - 0.02)  # [1, H, 1]: the same for every env
+        cart = c.box(x, 0.0, self.cart_half_width, self.cart_half_height)
+        tip_x, tip_y = x + 2 * self.length * torch.sin(theta), 2 * self.length * torch.cos(theta)
+        pole = c.segment(x, 0.0, tip_x, tip_y, self.pole_half_width)
+        return c.draw((track, "track"), (cart, "cart"), (pole, "pole"))
+
 
 class TorchPendulum(TorchEnv):
-    """Pendulum-v1 batched in torch: (cos, sin, angular velocity), a torque in [-2, 2], 200 steps, no failure."""
+    """Pendulum-v1 batched in torch: (cos, sin, angular velocity), a torque in [-2, 2], 200 steps, no failure.
+
+    Takes :class:`~rlte_plugins.envs.torch_native.base.TorchEnv`'s arguments. Its pixels show the rod (red) from
+    the pivot (a black dot at the centre) at its angle, upright at angle 0, as gymnasium draws it; one frame
+    gives the angle, a stack of them the speed.
+
+    Examples:
+        >>> import rlte_plugins
+        >>> env = rlte_plugins.make(
+        ...     "env", "torch_pendulum", num_envs=4, seed=0, from_pixels=True, image_size=32, frame_stack=3,
+        ...     action_repeat=2,
+        ... )
+        >>> td = env.rollout(5)
+        >>> td["next", "pixels"].shape, td["next", "pixels"].dtype, "observation" in td.keys()
+        (torch.Size([4, 5, 9, 32, 32]), torch.uint8, False)
+    """
 
     name = "torch_pendulum"
     obs_dim = 3
@@ -117,9 +151,23 @@ class TorchPendulum(TorchEnv):
         th = th + thdot * self.dt
         return torch.stack((th, thdot), -1), -cost, torch.zeros_like(th, dtype=torch.bool)
 
+    palette = {"background": (255, 255, 255), "rod": (204, 77, 77), "pivot": (0, 0, 0)}
+
+    def canvas(self, image_size: int, device: torch.device) -> Canvas:
+        return Canvas(image_size, -2.2, -2.2, 4.4, self.palette, device)
+
+    def render(self, state: torch.Tensor) -> torch.Tensor:
+        c, th = self._canvas, state[:, 0]
+        rod = c.segment(0.0, 0.0, -self.l * torch.sin(th), self.l * torch.cos(th), 0.1)
+        return c.draw((rod, "rod"), (c.disc(0.0, 0.0, 0.05), "pivot"))
+
 
 class TorchMountainCar(TorchEnv):
-    """MountainCar-v0 batched in torch: (position, velocity), 3 actions, reward -1, 200 steps."""
+    """MountainCar-v0 batched in torch: (position, velocity), 3 actions, reward -1, 200 steps.
+
+    Takes :class:`~rlte_plugins.envs.torch_native.base.TorchEnv`'s arguments. Its pixels show the hill (green,
+    ``0.45 sin(3x) + 0.55`` over the whole track) and the car (a dark disc) on it at its position.
+    """
 
     name = "torch_mountain_car"
     obs_dim = 2
@@ -141,3 +189,20 @@ class TorchMountainCar(TorchEnv):
         velocity = torch.where((position == self.min_position) & (velocity < 0), torch.zeros_like(velocity), velocity)
         terminated = (position >= self.goal_position) & (velocity >= 0)
         return torch.stack((position, velocity), -1), -torch.ones_like(position), terminated
+
+    palette = {"background": (255, 255, 255), "hill": (110, 160, 90), "car": (40, 40, 40)}
+    car_radius = 0.06
+
+    def canvas(self, image_size: int, device: torch.device) -> Canvas:
+        return Canvas(image_size, self.min_position, -0.2, self.max_position - self.min_position, self.palette, device)
+
+    def render(self, state: torch.Tensor) -> torch.Tensor:
+        c, position = self._canvas, state[:, 0]
+        # the height above the hill, scaled to a distance from it (to first order), for an even soft edge
+        above = (c.y - self.height(c.x)) / torch.sqrt(1 + (1.35 * torch.cos(3 * c.x)) ** 2)
+        car = c.disc(position, self.height(position) + self.car_radius, self.car_radius)
+        return c.draw((c.coverage(above), "hill"), (car, "car"))
+
+    @staticmethod
+    def height(position: torch.Tensor) -> torch.Tensor:
+        return 0.45 * torch.sin(3 * position) + 0.55
