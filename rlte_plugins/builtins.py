@@ -21,9 +21,10 @@ def register_envs(register: Register) -> None:
     torch_native = "rlte_plugins.envs.torch_native.tasks"
     register("dummy_discrete", f"{torch_native}:DummyDiscrete", tags=("vector", "discrete", "device"))
     register("dummy_continuous", f"{torch_native}:DummyContinuous", tags=("vector", "continuous", "device"))
-    register("torch_cartpole", f"{torch_native}:TorchCartPole", tags=("vector", "discrete", "device"))
-    register("torch_pendulum", f"{torch_native}:TorchPendulum", tags=("vector", "continuous", "device"))
-    register("torch_mountain_car", f"{torch_native}:TorchMountainCar", tags=("vector", "discrete", "device"))
+    register("torch_cartpole", f"{torch_native}:TorchCartPole", tags=("vector", "pixels", "discrete", "device"))
+    register("torch_pendulum", f"{torch_native}:TorchPendulum", tags=("vector", "pixels", "continuous", "device"))
+    register("torch_mountain_car", f"{torch_native}:TorchMountainCar", tags=("vector", "pixels", "discrete", "device"))
+    register("torch_point_mass", f"{torch_native}:TorchPointMass", tags=("vector", "pixels", "continuous", "device"))
 
 
 @hookimpl

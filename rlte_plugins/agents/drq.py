@@ -38,7 +38,14 @@ def drqv2_settings(task: str) -> dict[str, Any]:
     n, batch = (1, 512) if task == "walker_walk" else (3, 256)
     return {
         "distribution": {"name": "truncated_normal_noise", "std": f"linear(1.0, 0.1, {steps})", "clip": 0.3},
-        "storage": {"name": "nstep_replay", "n": n, "gamma": 0.99, "capacity": 1_000_000, "batch_size": batch},
+        "storage": {
+            "name": "nstep_replay",
+            "n": n,
+            "gamma": 0.99,
+            "capacity": 1_000_000,
+            "batch_size": batch,
+            "memmap": True,
+        },
     }
 
 
@@ -94,7 +101,16 @@ class DrQV2(_PixelAgent):
         "encoder": {"name": "tassa_cnn", "features": None},
         "policy": "pixel_actor_critic",
         "distribution": {"name": "truncated_normal_noise", "std": "linear(1.0, 0.1, 500000)", "clip": 0.3},
-        "storage": {"name": "nstep_replay", "n": 3, "gamma": 0.99, "capacity": 1_000_000, "batch_size": 256},
+        # memory-mapped: a transition holds two 9x84x84 frame stacks (127 KB), 1M of them 127 GB; the files grow
+        # as they fill (pass scratch_dir=... to keep them, and to checkpoint the buffer by reference)
+        "storage": {
+            "name": "nstep_replay",
+            "n": 3,
+            "gamma": 0.99,
+            "capacity": 1_000_000,
+            "batch_size": 256,
+            "memmap": True,
+        },
         "augmentation": {"name": "random_shift", "pad": 4},
         "reward": None,
     }
@@ -129,12 +145,11 @@ class DrQV2(_PixelAgent):
 
 
 class _PolyakPairs:
-    """Target averaging with a weight per group of parameters (DrQ: 0.01 for the critic, 0.05 for its
-    encoder), in two fused calls."""
+    """Target averaging with a weight per group of parameters (DrQ: 0.01 for the Q heads, 0.05 for the critic's
+    encoder, its convolutions and trunk), one fused call per weight."""
 
-    def __init__(self, pairs: list[tuple[float, Any, Any]]) -> None:
-        self.pairs = [(tau, list(target.values(True, True)), list(online.values(True, True)))
-                      for tau, target, online in pairs]  # fmt: skip
+    def __init__(self, pairs: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]]) -> None:
+        self.pairs = pairs
 
     @torch.no_grad()
     def step(self) -> None:
@@ -166,7 +181,7 @@ class DrQ(_PixelAgent):
         "encoder": {"name": "tassa_cnn", "features": None},
         "policy": "pixel_actor_critic",
         "distribution": "squashed_normal",
-        "storage": {"name": "replay", "capacity": 100_000, "batch_size": 512},
+        "storage": {"name": "replay", "capacity": 100_000, "batch_size": 512, "memmap": True},
         "augmentation": {"name": "random_shift", "pad": 4},
         "reward": None,
     }
@@ -178,7 +193,8 @@ class DrQ(_PixelAgent):
         learning_starts: int = option(1000, "frames before the first update", low=0)
         random_frames: int = option(1000, "frames acted with uniformly random actions first", low=0)
         tau: float = option(0.01, "target critic update weight (Polyak averaging)", low=0.0, high=1.0, low_open=True)
-        encoder_tau: float = option(0.05, "target encoder update weight", low=0.0, high=1.0, low_open=True)
+        encoder_tau: float = option(0.05, "target update weight of the critic's encoder and trunk", low=0.0, high=1.0,
+                                    low_open=True)  # fmt: skip
         target_update_every: int = option(2, "gradient steps between target updates", low=1)
         actor_update_every: int = option(2, "gradient steps between actor and temperature updates", low=1)
         k: int = option(2, "augmented copies of the next observation averaged in the TD target", low=1)
@@ -207,8 +223,18 @@ class DrQ(_PixelAgent):
 
     def make_target_updater(self) -> _PolyakPairs:
         loss, c = self.loss_module, self.config
-        return _PolyakPairs([(c.tau, loss.target_critic_params, loss.critic_params),
-                             (c.encoder_tau, loss.target_encoder_params, loss.encoder_params)])  # fmt: skip
+        # DrQ's encoder is convolutions, linear layer and LayerNorm: here the convolutions are the shared encoder
+        # and the rest is the critic's trunk, which is averaged at the encoder's rate as in DrQ
+        heads, encoder = ([], []), ([], [])
+        for key, target in loss.target_critic_params.items(True, True):
+            pair = encoder if "trunk" in key else heads
+            pair[0].append(target)
+            pair[1].append(loss.critic_params.get(key))
+        encoder[0].extend(loss.target_encoder_params.values(True, True))
+        encoder[1].extend(loss.encoder_params.values(True, True))
+        for name in loss._has_update_associated:  # what TorchRL's updaters mark, so that it does not warn
+            loss._has_update_associated[name] = True
+        return _PolyakPairs([(c.tau, *heads), (c.encoder_tau, *encoder)])
 
     def prepare_sample(self, sample: TensorDictBase) -> TensorDictBase:
         return sample  # the loss makes its K and M augmented copies itself

@@ -205,11 +205,13 @@ class OffPolicyAgent(Agent):
                 f"gamma={storage_gamma} but the agent discounts with gamma={c.gamma}: give both the same gamma"
             )
         batch = getattr(storage, "batch_size", None)
-        stored = max(c.learning_starts, self.num_envs * c.num_steps)
+        # an n-step storage holds each env's last n steps back until the next ones complete their windows
+        held_back = int(getattr(storage, "n", 0)) * self.num_envs
+        stored = max(c.learning_starts, self.num_envs * c.num_steps) - held_back
         if batch is not None and batch > stored:
             raise ComponentArgumentError(
-                f"{self.owner}: the storage samples batches of {batch} but learning starts with {stored} frames "
-                f"stored: raise learning_starts to at least {batch} or lower the storage's batch_size"
+                f"{self.owner}: the storage samples batches of {batch} but learning starts with {stored} transitions "
+                f"stored: raise learning_starts to at least {batch + held_back} or lower the storage's batch_size"
             )
 
     # -- building -----------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """``rlte bench BENCHMARK``: cartpole (returns over seeds), envs (steps/s), throughput (against rl8), ppo (CleanRL's
-settings), encoders."""
+settings), encoders, drqv2 (returns and frames/s beside the authors')."""
 
 from __future__ import annotations
 
@@ -58,6 +58,24 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--repeats", type=int, default=10, help="timings per figure; the median is shown")
     b.add_argument("--device", default="cpu")
     b.set_defaults(func=run_encoders)
+    b = bench.add_parser("drqv2", help="DrQ-v2 on DMC pixels beside the authors' returns and frames/s")
+    b.add_argument("--updates", action="store_true", help="time the update and end-to-end frames/s instead of returns")
+    b.add_argument("--tasks", nargs="+", default=["cartpole_swingup", "walker_walk", "cheetah_run"], help="DMC tasks")
+    b.add_argument("--envs", nargs="+", help="dmc, torch-native pixel envs (default: dmc; --updates: + torch_pendulum)")
+    b.add_argument("--frames", type=int, default=100_000, help="frames per run (agent steps x action repeat 2)")
+    b.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
+    b.add_argument("--eval-every", type=int, default=10_000, help="frames between evaluations")
+    b.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    b.add_argument("--seed-frames", type=int, default=4000, help="frames of random actions before learning starts")
+    b.add_argument("--batch-size", type=int, help="replay batch (default: the authors' per task; --updates: 256)")
+    b.add_argument("--image-size", type=int, default=84, help="rendered height and width")
+    b.add_argument("--variants", nargs="+", default=["eager", "compile"], help="--updates: eager and/or compile")
+    b.add_argument("--fill", type=int, default=300, help="--updates: transitions collected before timing")
+    b.add_argument("--warmup-updates", type=int, default=3, help="--updates: untimed updates first (compilation)")
+    b.add_argument("--timed-updates", type=int, default=10, help="--updates: timed updates")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--threads", type=int, default=2, help="torch threads in every run")
+    b.set_defaults(func=run_drqv2)
 
 
 def run_cartpole(args: argparse.Namespace) -> int:
@@ -93,4 +111,18 @@ def run_envs(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.envs import benchmark
 
     benchmark(args.families or None, args.num_envs, args.seconds, args.device)
+    return EXIT_OK
+
+
+def run_drqv2(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench import drqv2
+
+    if args.updates:
+        drqv2.benchmark_updates(args.variants, args.batch_size or 256, args.image_size, args.threads, args.device,
+                                args.fill, args.warmup_updates, args.timed_updates,
+                                args.envs or ["dmc", "torch_pendulum"])  # fmt: skip
+    else:
+        drqv2.benchmark_returns(args.tasks, args.frames, args.seeds, args.eval_every, args.eval_episodes, args.threads,
+                                args.device, args.envs or ["dmc"], image_size=args.image_size,
+                                batch_size=args.batch_size, seed_frames=args.seed_frames)  # fmt: skip
     return EXIT_OK

@@ -169,12 +169,15 @@ class DrQV2Loss(_DrQBase):
         self.register_buffer("std", torch.ones(()))
 
     def _noisy_action(self, features: torch.Tensor) -> torch.Tensor:
-        """``mu(features)`` plus the clipped noise, clamped into the bounds (the authors' ``dist.sample(clip)``)."""
+        """``mu(features)`` plus the clipped noise, clamped into the bounds (the authors' ``dist.sample(clip)``):
+        the clamp passes the gradient straight through, as theirs does, so an actor at a bound still learns."""
         td = TensorDict({self.actor_head.in_keys[0]: features}, features.shape[:-1])
         mu = self.actor_head(td).get(self.tensor_keys.action)
         scale = (self.high - self.low) / 2
         noise = (torch.randn_like(mu) * self.std).clamp(-self.noise_clip, self.noise_clip) * scale
-        return torch.maximum(torch.minimum(mu + noise, self.high), self.low)
+        action = mu + noise
+        clamped = torch.maximum(torch.minimum(action, self.high), self.low)
+        return action - action.detach() + clamped.detach()
 
     def critic_loss(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The critic's (and encoder's) loss; leaves the detached features for :meth:`actor_loss`."""

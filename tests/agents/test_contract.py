@@ -11,6 +11,7 @@ import random
 import re
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,11 +42,31 @@ PPO_KEYS = {
 A2C_KEYS = PPO_KEYS - {"losses/approx_kl", "losses/old_approx_kl", "losses/clipfrac"}
 
 
-def tiny(name: str = "ppo", env="torch_cartpole", **kwargs):
-    """Agent ``name`` with the :data:`TINY` values it takes (presets included: their signature is their config)."""
+#: a small env each kind of agent fits: continuous-action agents a pendulum, pixel agents a rendered point mass
+PIXELS = {"name": "torch_point_mass", "from_pixels": True, "image_size": 16, "frame_stack": 3}
+
+
+def env_for(name: str) -> Any:
+    tags = rlte_plugins.get_spec("agent", name).tags
+    if "pixels" in tags:
+        return PIXELS
+    return "torch_pendulum" if "continuous" in tags and "discrete" not in tags else "torch_cartpole"
+
+
+def tiny(name: str = "ppo", env=None, **kwargs):
+    """Agent ``name`` with the :data:`TINY` values it takes (presets included: their signature is their config),
+    on :func:`env_for` its kind; off-policy agents get a replay of their storage's kind that fits 32 frames, and
+    pixel agents a narrow network."""
     accepted = inspect.signature(rlte_plugins.get_spec("agent", name).load()).parameters
     options = {k: v for k, v in TINY.items() if k in accepted}
-    return rlte_plugins.make("agent", name, env=env, seed=0, **{**options, **kwargs})
+    agent = rlte_plugins.make("agent", name, env=env or env_for(name), seed=0, **{**options, **kwargs})
+    storage = agent.slots.get("storage")
+    if isinstance(storage, dict) and storage.get("name", "").endswith("replay"):
+        agent.set(storage={**storage, "capacity": 1_000, "batch_size": 16})
+    if "pixels" in rlte_plugins.get_spec("agent", name).tags:
+        agent.set(encoder={"name": "tassa_cnn", "features": None, "channels": 8},
+                  policy={"name": "pixel_actor_critic", "hidden": [32], "feature_dim": 16})  # fmt: skip
+    return agent
 
 
 def cartpole(num_envs: int = 3, seed: int = 5):
@@ -57,7 +78,7 @@ def flat_parameters(agent) -> torch.Tensor:
 
 
 def deterministic_rollout(agent, steps: int = 20) -> TensorDictBase:
-    env = agent.wrap_env(cartpole())
+    env = agent.wrap_env(agent.make_env_like(3, 5))
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         return env.rollout(steps, agent.actor, break_when_any_done=False)
 

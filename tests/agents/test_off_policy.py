@@ -191,7 +191,7 @@ def test_an_image_augmentation_on_a_vector_observation_is_refused():
 
 
 def test_a_batch_larger_than_the_buffer_when_learning_starts_is_refused():
-    with pytest.raises(ComponentArgumentError, match="batches of 256 but learning starts with 100 frames"):
+    with pytest.raises(ComponentArgumentError, match="batches of 256 but learning starts with 100 transitions"):
         _agent("sac", learning_starts=100, storage={"name": "replay", "batch_size": 256}).build()
 
 
