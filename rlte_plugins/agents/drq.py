@@ -17,15 +17,21 @@ from rlte_plugins.objectives.drq import DrQLoss, DrQV2Loss
 #: DrQ-v2's task groups (``cfgs/task/*.yaml`` of facebookresearch/drqv2): the exploration noise's schedule, in
 #: agent steps (frames / action repeat)
 EASY = ("cartpole_balance", "cartpole_balance_sparse", "cartpole_swingup", "cup_catch", "finger_spin",
-        "hopper_stand", "pendulum_swingup", "walker_stand", "walker_walk", "reacher_easy")  # fmt: skip
+        "hopper_stand", "pendulum_swingup", "walker_stand", "walker_walk")  # fmt: skip
 MEDIUM = ("acrobot_swingup", "cartpole_swingup_sparse", "cheetah_run", "finger_turn_easy", "finger_turn_hard",
-          "hopper_hop", "quadruped_run", "quadruped_walk", "reach_duplo", "reacher_hard", "walker_run")  # fmt: skip
+          "hopper_hop", "quadruped_run", "quadruped_walk", "reach_duplo", "reacher_easy", "reacher_hard",
+          "walker_run")  # fmt: skip
+#: the task files' own overrides: 1-step returns and batches of 512 for the walkers, a 100k buffer for quadruped_run
+ONE_STEP = ("walker_stand", "walker_walk", "walker_run")
+SMALL_BUFFER = ("quadruped_run",)
 
 
 def drqv2_settings(task: str) -> dict[str, Any]:
     """The authors' per-task settings for a DeepMind Control task, as ``drqv2`` slot choices: the noise schedule
-    (``linear(1.0, 0.1, 100000)`` for easy tasks, ``500000`` for medium ones, in agent steps), and the n-step
-    return and batch size (``walker_walk``: 1-step, 512; otherwise 3-step, 256).
+    (``linear(1.0, 0.1, 100000)`` for easy tasks, ``500000`` for medium ones, in agent steps, unclipped in
+    exploration and clipped at 0.3 in the loss), 3-step returns and batches of 256 (the walkers: 1-step, 512), a
+    1M buffer (quadruped_run: 100k), memory-mapped. The hard tasks (humanoid, also a lower learning rate and wider
+    trunks) are not covered.
 
     Examples:
         >>> drqv2_settings("walker_walk")["storage"]["batch_size"]
@@ -35,17 +41,18 @@ def drqv2_settings(task: str) -> dict[str, Any]:
         raise SpecMismatchError(f"drqv2 has the authors' settings for the easy and medium DeepMind Control tasks "
                                 f"({', '.join(EASY + MEDIUM)}), not {task!r}")  # fmt: skip
     steps = 100_000 if task in EASY else 500_000
-    n, batch = (1, 512) if task == "walker_walk" else (3, 256)
+    n, batch = (1, 512) if task in ONE_STEP else (3, 256)
+    capacity = 100_000 if task in SMALL_BUFFER else 1_000_000
     return {
         "distribution": {"name": "truncated_normal_noise", "std": f"linear(1.0, 0.1, {steps})", "clip": 0.3},
         "storage": {
             "name": "nstep_replay",
             "n": n,
             "gamma": 0.99,
-            "capacity": 1_000_000,
+            "capacity": capacity,
             "batch_size": batch,
             "memmap": True,
-        },
+        },  # fmt: skip
     }
 
 
@@ -53,6 +60,7 @@ class _PixelAgent(OffPolicyAgent):
     """Checks shared by the pixel agents: continuous actions and an image observation for the encoder."""
 
     action_kind = "continuous"
+    shared_encoder_trained_by = "critic"
 
     def _build(self) -> None:
         encoder = self.components["encoder"]
@@ -165,7 +173,11 @@ class DrQ(_PixelAgent):
 
     The paper's DeepMind Control settings: Adam 1e-3 (actor, critic, encoder, temperature), batch 512 from 100k
     transitions, temperature from 0.1, ``tau`` 0.01 for the critic and 0.05 for its encoder, actor and targets
-    updated every 2 steps, 1000 random steps first, K = M = 2. Encoder and layout as ``drqv2``.
+    updated every 2 steps, 1000 random steps first, K = M = 2. Encoder and layout as ``drqv2``. Where the
+    reference code differs in details, this follows the paper or the library's components: the squashed
+    Gaussian's log-std range is ``squashed_normal``'s ([-5, 2]; the code's [-10, 2]), pixels are scaled to
+    [-0.5, 0.5] (``tassa_cnn``; the code's [0, 1]), the temperature's Adam has the default betas (the code's
+    (0.5, 0.999)), and the critic loss averages the M copies (the code sums them; Adam makes the two alike).
 
     Examples:
         >>> import rlte_plugins

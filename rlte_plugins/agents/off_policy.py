@@ -107,9 +107,12 @@ class OffPolicyAgent(Agent):
     :meth:`make_exploration` adds a module after the policy while collecting (epsilon-greedy) and
     :meth:`before_collect` sets exploration schedules (a noise head's is set from the frames by this base).
 
-    Class attributes: :attr:`action_kind` (``"discrete"``/``"continuous"``/``None``: checked against the env) and
+    Class attributes: :attr:`action_kind` (``"discrete"``/``"continuous"``/``None``: checked against the env),
     :attr:`priority_key` (the loss output a prioritized storage takes its priorities from; ``None``: the agent
-    cannot feed one).
+    cannot feed one) and :attr:`shared_encoder_trained_by`.
+
+    Seed frames are decided per collection: the random phase ends with the first batch collected at or after
+    ``random_frames`` (``num_envs * num_steps`` frames a batch).
     """
 
     Config: ClassVar[type] = OffPolicyConfig
@@ -118,6 +121,8 @@ class OffPolicyAgent(Agent):
     loss_metrics: ClassVar[dict[str, str]] = {}
     action_kind: ClassVar[str | None] = None
     priority_key: ClassVar[str | None] = "td_error"
+    #: which loss trains an encoder shared by actor and critic (``None``: the agent refuses one that has weights)
+    shared_encoder_trained_by: ClassVar[str | None] = None
 
     @property
     def action_spec(self) -> Any:
@@ -191,6 +196,18 @@ class OffPolicyAgent(Agent):
                     "random_amplitude_scaling)"
                 )
 
+    def _check_policy(self, policy: Any, encoder: Any) -> None:
+        if (
+            self.shared_encoder_trained_by is None
+            and getattr(policy, "shared_encoder", False)
+            and any(True for _ in encoder.parameters())
+        ):
+            raise ComponentArgumentError(
+                f"{self.owner}: a shared encoder would be trained by the actor's loss alone (TorchRL's losses give "
+                "the critics detached copies of parameters they share with the actor): give the policy "
+                "shared_encoder=False, or learn from pixels with drqv2 / drq (their critic trains the encoder)"
+            )
+
     def _check_storage(self, storage: Any) -> None:
         c = self.config
         if hasattr(storage, "update_priority") and self.priority_key is None:
@@ -229,6 +246,7 @@ class OffPolicyAgent(Agent):
         # per-env specs: TorchRL's value modules check actions against the spec's shape
         observation_spec = self.env.observation_spec_unbatched.to(self.device)
         policy.build(encoder, self.components.get("distribution"), observation_spec, self.action_spec)
+        self._check_policy(policy, encoder)  # built: the encoder's weights exist
         policy.to(self.device)
         self.policy = policy
         storage.build(self.device)
@@ -334,8 +352,11 @@ class OffPolicyAgent(Agent):
                 stats["charts/intrinsic_reward"] = intrinsic
             sample = self.prepare_sample(sample)
             for g in self.groups:
-                if self.updates % g.every == 0:
-                    sums[g.name] += self.engines[g.name].minibatch(sample, self._terms[g.name], 0)
+                # the update that makes the count a multiple of `every`: a delayed actor steps with the targets
+                if (self.updates + 1) % g.every == 0:
+                    # one piece: what a loss writes into the sample (td_error, features) must reach the next group
+                    rows = sample.shape[0]
+                    sums[g.name] += self.engines[g.name].minibatch(sample, self._terms[g.name], 0, rows)
                     counts[g.name] += 1
             if hasattr(storage, "update_priority"):
                 storage.update_priority(sample, self.priority(sample))
@@ -365,7 +386,13 @@ class OffPolicyAgent(Agent):
             "updates": self.updates,
             # the acting module's exploration state (DQN's epsilon): a loaded actor explores as the saved one did
             "exploration": None if self.exploration is None else self.exploration.state_dict(),
+            # seeded noise and augmentation draw from generators of their own, beside torch's global one
+            "random": [m.random_state() for m in self._random_modules()],
         }
+
+    def _random_modules(self) -> list[Any]:
+        modules = [*self._noise, self.components.get("augmentation")]
+        return [m for m in modules if m is not None and hasattr(m, "random_state")]
 
     def _load_state(self, state: Any) -> None:
         self.loss_module.load_state_dict(state["loss"])
@@ -381,3 +408,5 @@ class OffPolicyAgent(Agent):
         self.updates = int(state["updates"])
         if self.exploration is not None and state.get("exploration") is not None:
             self.exploration.load_state_dict(state["exploration"])
+        for module, saved_random in zip(self._random_modules(), state.get("random", []), strict=False):
+            module.set_random_state(saved_random)

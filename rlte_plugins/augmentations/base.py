@@ -61,6 +61,16 @@ class Augmentation(TensorDictModuleBase):
             self._generators[device] = gen
         return gen
 
+    def random_state(self) -> dict[str, torch.Tensor]:
+        """The seeded generators' states by device (for exact resume)."""
+        return {str(device): gen.get_state() for device, gen in self._generators.items()}
+
+    def set_random_state(self, state: dict[str, torch.Tensor]) -> None:
+        for device, saved in state.items():
+            gen = torch.Generator(device=torch.device(device))
+            gen.set_state(saved)
+            self._generators[torch.device(device)] = gen
+
     def rand(self, *shape: int, like: torch.Tensor) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator(like.device), device=like.device)
 

@@ -86,8 +86,19 @@ class NoiseModule(TensorDictModuleBase):
         if exploration_type() not in (ExplorationType.RANDOM, None):
             return tensordict
         action = tensordict.get(self.in_keys[0])
-        noisy = torch.maximum(torch.minimum(action + self._noise(tensordict, action), self.high), self.low)
+        # in units of half the action range (CleanRL's action_scale * noise; DrQ-v2's [-1, 1] actions)
+        noise = self._noise(tensordict, action) * (self.high - self.low) / 2
+        noisy = torch.maximum(torch.minimum(action + noise, self.high), self.low)
         return tensordict.set(self.out_keys[0], noisy)
+
+    def random_state(self) -> dict[str, Any]:
+        """What the next draws depend on besides the schedule (its generator when seeded): for exact resume."""
+        return {"generator": None if self._gen is None else self._gen.get_state()}
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        if state.get("generator") is not None:
+            self._gen = torch.Generator(device=self.low.device)
+            self._gen.set_state(state["generator"])
 
 
 class GaussianNoise(NoiseModule):
@@ -98,14 +109,16 @@ class GaussianNoise(NoiseModule):
 
 
 class TruncatedGaussianNoise(NoiseModule):
-    """DrQ-v2's exploration: Gaussian noise clipped to ``[-clip, clip]`` before the action is clamped."""
+    """DrQ-v2's noise: Gaussian, clipped to ``[-clip, clip]`` (``None``: not clipped, as DrQ-v2 explores) before
+    the action is clamped into its bounds."""
 
-    def __init__(self, std: Schedule, low: torch.Tensor, high: torch.Tensor, clip: float, **kwargs: Any) -> None:
+    def __init__(self, std: Schedule, low: torch.Tensor, high: torch.Tensor, clip: float | None, **kwargs: Any) -> None:
         super().__init__(std, low, high, **kwargs)
-        self.clip = float(clip)
+        self.clip = None if clip is None else float(clip)
 
     def _noise(self, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
-        return (self._randn(action) * self.std).clamp(-self.clip, self.clip)
+        noise = self._randn(action) * self.std
+        return noise if self.clip is None else noise.clamp(-self.clip, self.clip)
 
 
 class OrnsteinUhlenbeckNoise(NoiseModule):
@@ -138,6 +151,13 @@ class OrnsteinUhlenbeckNoise(NoiseModule):
         x = x - self.theta * x * self.dt + self.sigma * (self.dt**0.5) * self._randn(action)
         self._x = x
         return x * self.std
+
+    def random_state(self) -> dict[str, Any]:
+        return {**super().random_state(), "x": None if self._x is None else self._x.clone()}
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        super().set_random_state(state)
+        self._x = None if state.get("x") is None else state["x"].to(self.low.device)
 
 
 class NoiseHead(DistributionHead):
@@ -212,8 +232,10 @@ class NormalNoiseHead(NoiseHead):
 
 
 class TruncatedNormalNoiseHead(NoiseHead):
-    """DrQ-v2's exploration: Gaussian noise clipped to ``[-clip, clip]`` with a scheduled standard deviation,
-    e.g. ``std="linear(1.0, 0.1, 500000)"`` (1.0 to 0.1 over 500k environment steps).
+    """DrQ-v2's noise: Gaussian with a scheduled standard deviation, e.g. ``std="linear(1.0, 0.1, 500000)"`` (1.0
+    to 0.1 over 500k environment steps), in units of half the action range. ``clip`` (0.3) clips the noise of
+    the target and actor actions in DrQ-v2's loss; ``explore_clip`` clips the exploration noise (``None``: not
+    clipped, as DrQ-v2 acts: ``dist.sample(clip=None)``); actions are clamped into their bounds either way.
 
     Examples:
         >>> from torchrl.data import Bounded
@@ -230,18 +252,22 @@ class TruncatedNormalNoiseHead(NoiseHead):
         self,
         std: Any = "linear(1.0, 0.1, 500000)",
         clip: float = 0.3,
+        explore_clip: float | None = None,
         action_key: str = "action",
         seed: int | None = None,
         in_keys: Sequence[str] = ("features",),
     ) -> None:
         super().__init__(std, action_key, seed, in_keys)
-        if clip <= 0:
-            raise ComponentArgumentError(f"{self._owner()}: clip must be positive, got {clip}")
-        self.clip = clip
+        for name, value in (("clip", clip), ("explore_clip", explore_clip)):
+            if value is not None and value <= 0:
+                raise ComponentArgumentError(f"{self._owner()}: {name} must be positive, got {value}")
+        if clip is None:
+            raise ComponentArgumentError(f"{self._owner()}: clip must be positive, got None")
+        self.clip, self.explore_clip = clip, explore_clip
 
     def noise(self) -> NoiseModule:
         return TruncatedGaussianNoise(
-            self.std, self._low, self._high, self.clip, action_key=self.action_key, seed=self.seed
+            self.std, self._low, self._high, self.explore_clip, action_key=self.action_key, seed=self.seed
         )
 
 

@@ -70,11 +70,27 @@ def test_td3_trains_its_actor_every_policy_delay_critic_steps():
     assert int(critic_steps) == agent.updates == 64 and int(actor_steps) == 32
 
 
+def test_td3_steps_its_actor_on_the_updates_that_average_the_targets():
+    agent = _agent("td3", learning_starts=32, utd_ratio=1.0, storage={**SMALL, "batch_size": 16}).build()
+    actor = agent.engines["actor"]
+    target = agent.loss_module.target_actor_network_params.clone()
+    agent.train(33, progress=False)  # the first update: critics only
+    assert agent.updates == 1 and not actor.optimizer.state
+    assert all(torch.equal(a, b) for a, b in zip(target.values(True, True),
+                                                 agent.loss_module.target_actor_network_params.values(True, True),
+                                                 strict=True))  # fmt: skip
+    agent.train(34, progress=False)  # the second: the actor steps and the targets move, as in TD3
+    assert agent.updates == 2 and int(actor.optimizer.state[actor.params[0]]["step"]) == 1
+    assert not all(torch.equal(a, b) for a, b in zip(target.values(True, True),
+                                                     agent.loss_module.target_actor_network_params.values(True, True),
+                                                     strict=True))  # fmt: skip
+
+
 def test_discrete_sac_learns_its_temperature():
     agent = _agent("sac_discrete", env="torch_cartpole", random_frames=0)
-    start = float(agent.build().loss_module.log_alpha)
+    start = float(agent.build().loss_module.log_alpha.detach())
     stats = agent.train(160, progress=False)
-    assert float(agent.loss_module.log_alpha) != start  # RLLTE's discrete SAC froze it at 0
+    assert float(agent.loss_module.log_alpha.detach()) != start  # RLLTE's discrete SAC froze it at 0
     assert stats["losses/alpha"] != pytest.approx(1.0)
 
 
@@ -117,9 +133,17 @@ def test_drq_encoder_is_trained_by_the_critic_and_averaged_into_its_target():
 
 
 # -- checkpoints ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["sac", "drqv2"])
+@pytest.mark.parametrize("name", ["sac", "drqv2", "drqv2-seeded", "td3-ou"])
 def test_a_loaded_agent_continues_exactly(tmp_path, name):
-    agent = _agent(name, utd_ratio=1.0) if name == "sac" else _pixel_agent(name, utd_ratio=1.0)
+    if name == "sac":
+        agent = _agent(name, utd_ratio=1.0)
+    elif name == "td3-ou":  # the Ornstein-Uhlenbeck process's state and its seeded generator are checkpointed
+        agent = _agent("td3", utd_ratio=1.0).set(distribution={"name": "ornstein_uhlenbeck_noise", "seed": 3})
+    else:
+        agent = _pixel_agent("drqv2", utd_ratio=1.0)
+    if name == "drqv2-seeded":  # their own generators, beside torch's
+        agent.set(augmentation={"name": "random_shift", "pad": 4, "seed": 1},
+                  distribution={"name": "truncated_normal_noise", "seed": 2})  # fmt: skip
     agent.train(48, progress=False)
     path = agent.save(tmp_path / f"{name}.pt")
     agent.train(80, progress=False)
@@ -203,6 +227,14 @@ def test_a_prioritized_storage_needs_an_agent_with_td_errors():
     agent = NoTDError("torch_cartpole", learning_starts=64)
     agent.set(storage={"name": "prioritized_replay", "batch_size": 32})
     with pytest.raises(ComponentArgumentError, match="computes no TD error.*not 'prioritized_replay'"):
+        agent.build()
+
+
+@pytest.mark.parametrize("name", ["td3", "sac"])
+def test_an_encoder_shared_through_torchrl_losses_is_refused(name):
+    agent = _agent(name).set(encoder={"name": "mlp", "num_cells": [16]},
+                             policy={**dict(_agent(name).slots["policy"]), "shared_encoder": True})  # fmt: skip
+    with pytest.raises(ComponentArgumentError, match="trained by the actor's loss alone.*shared_encoder=False"):
         agent.build()
 
 

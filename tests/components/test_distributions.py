@@ -223,17 +223,21 @@ def test_noise_heads_explore_only_when_random_and_stay_in_bounds(name):
         assert torch.equal(policy(td.clone())["action"], clean)
 
 
-def test_truncated_noise_is_clipped_and_follows_its_schedule():
-    spec = Bounded(-10.0, 10.0, shape=(1,))
-    head = rlte_plugins.make("distribution", "truncated_normal_noise", std="linear(1.0, 0.1, 100)", clip=0.3, seed=0)
-    head.build(spec, in_features=2)
-    noise = head.noise()
+def test_truncated_noise_is_clipped_where_asked_and_follows_its_schedule():
+    spec = Bounded(-20.0, 20.0, shape=(1,))  # noise in units of half the range: std 1.0 is 20 here
+    options = {"std": "linear(1.0, 0.1, 100)", "clip": 0.3, "seed": 0}
+    clipped = rlte_plugins.make("distribution", "truncated_normal_noise", explore_clip=0.3, **options)
+    noise = clipped.build(spec, in_features=2).noise()
     td = TensorDict(action=torch.zeros(10_000, 1), batch_size=[10_000])
     first = noise(td.clone())["action"]
-    assert first.abs().max() <= 0.3 + 1e-6 and first.abs().max() > 0.29
+    assert first.abs().max() <= 6.0 + 1e-5 and first.abs().max() > 5.8
     noise.step(100)
     late = noise(td.clone())["action"]
-    assert late.std().item() == pytest.approx(0.1, rel=0.05)  # 0.1 is well inside the clip
+    assert late.std().item() == pytest.approx(2.0, rel=0.05)  # 0.1 is well inside the clip
+    # DrQ-v2 explores unclipped (clip=0.3 is its loss's)
+    unclipped = rlte_plugins.make("distribution", "truncated_normal_noise", **options).build(spec, in_features=2)
+    wide = unclipped.noise()(td.clone())["action"]
+    assert (wide.abs() > 6.0).float().mean() > 0.7  # N(0, 20): 76% beyond 6
 
 
 @pytest.mark.parametrize("name", ["normal_noise", "truncated_normal_noise", "ornstein_uhlenbeck_noise"])
@@ -258,7 +262,7 @@ def test_noise_schedule_is_exact_in_frames_and_seed_fixes_the_noise(name):
 
 
 def test_ornstein_uhlenbeck_noise_is_correlated_and_restarts_per_env():
-    spec = Bounded(-10.0, 10.0, shape=(2,))
+    spec = Bounded(-1.0, 1.0, shape=(2,))
     head = rlte_plugins.make("distribution", "ornstein_uhlenbeck_noise", std=1.0, seed=0).build(spec, in_features=2)
     noise = head.noise()
     n = 512
