@@ -8,7 +8,6 @@ hyperparameters; a test keeps the two equal).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import rlte_plugins
 from rlte_plugins.training.metrics import make_logger
 from rlte_plugins.training.plot import plot_learning_curve
-from rlte_plugins.training.runner import quiet_torchrl
+from rlte_plugins.training.runner import quiet_torchrl, recipe_arguments
 
 
 @dataclasses.dataclass
@@ -48,16 +47,8 @@ class Args:
     clip_value: float | None = None  # value clipping: off in the zoo's configuration
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field in dataclasses.fields(Args):
-        flag = "--" + field.name.replace("_", "-")
-        if field.name == "num_cells":
-            parser.add_argument(flag, type=int, nargs="+", default=list(field.default))
-        else:  # an option off by default (None) takes a float when given
-            kind = float if field.default is None else type(field.default)
-            parser.add_argument(flag, type=kind, default=field.default)
-    return Args(**vars(parser.parse_args()))
+def parse_args(argv: list[str] | None = None) -> Args:
+    return recipe_arguments(Args, __doc__.splitlines()[0], argv)
 
 
 def main(args: Args) -> float:

@@ -10,10 +10,8 @@ the CLI is `rlte train sac_pendulum` (rlte_plugins/configs/sac_pendulum.yaml).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
-import typing
 from pathlib import Path
 
 import torch
@@ -21,7 +19,7 @@ import torch
 import rlte_plugins
 from rlte_plugins.training.metrics import make_logger
 from rlte_plugins.training.plot import plot_learning_curve
-from rlte_plugins.training.runner import quiet_torchrl
+from rlte_plugins.training.runner import quiet_torchrl, recipe_arguments
 
 
 @dataclasses.dataclass
@@ -50,12 +48,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    hints = typing.get_type_hints(Args)
-    for field in dataclasses.fields(Args):
-        kind = next(t for t in typing.get_args(hints[field.name]) or (hints[field.name],) if t is not type(None))
-        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default)
-    return Args(**vars(parser.parse_args(argv)))
+    return recipe_arguments(Args, __doc__.splitlines()[0], argv)
 
 
 def main(args: Args) -> float:

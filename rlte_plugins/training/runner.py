@@ -7,10 +7,13 @@ A run directory holds ``config.yaml`` (the normalised config, written first), ``
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
 import statistics
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,22 @@ from rlte_plugins.training.plot import plot_learning_curve
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILE = "run.json"
+
+
+def recipe_arguments(args_class: type, description: str, argv: list[str] | None = None) -> Any:
+    """A recipe's ``Args`` dataclass from the command line: one ``--field-name`` per field, typed by its annotation
+    (``X | None`` takes an ``X``; a list or tuple of ``X`` takes several), defaulting to the field's default."""
+    parser = argparse.ArgumentParser(description=description)
+    hints = typing.get_type_hints(args_class)
+    for field in dataclasses.fields(args_class):
+        hint = hints[field.name]
+        kind = next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+        flag = "--" + field.name.replace("_", "-")
+        if typing.get_origin(kind) in (list, tuple):
+            parser.add_argument(flag, type=typing.get_args(kind)[0], nargs="+", default=list(field.default))
+        else:
+            parser.add_argument(flag, type=kind, default=field.default)
+    return args_class(**vars(parser.parse_args(argv)))
 
 
 def quiet_torchrl() -> None:

@@ -58,6 +58,14 @@ def test_no_update_before_learning_starts_and_seed_frames_act_at_random():
     assert (batch["action"] - greedy).abs().max() < 0.6  # noise of std 0.1 around the actor's action
 
 
+def test_torchrl_collection_feeds_the_replay_too():
+    agent = _agent("td3", env="Pendulum-v1", collection="torchrl", num_envs=2, storage={**SMALL, "batch_size": 16})
+    agent.train(96, progress=False)
+    assert type(agent.collection).__name__ == "TorchRLCollection"
+    assert len(agent.components["storage"]) == 96 and agent.updates == 96 - 32
+    agent.close()
+
+
 # -- the agents' own update rules ------------------------------------------------------------------------------
 def test_td3_trains_its_actor_every_policy_delay_critic_steps():
     agent = _agent("td3", learning_starts=32, utd_ratio=1.0, storage={**SMALL, "batch_size": 16}).build()
