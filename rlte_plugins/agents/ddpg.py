@@ -30,6 +30,7 @@ class DDPG(OffPolicyAgent):
     Examples:
         >>> import rlte_plugins
         >>> agent = rlte_plugins.make("agent", "ddpg", env="torch_pendulum", learning_starts=64, random_frames=64)
+        >>> agent = agent.set(storage={"name": "replay", "capacity": 1000, "batch_size": 32})
         >>> agent.train(128, progress=False)["frames"]
         128
     """

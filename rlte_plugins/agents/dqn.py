@@ -40,6 +40,7 @@ class DQN(OffPolicyAgent):
     Examples:
         >>> import rlte_plugins
         >>> agent = rlte_plugins.make("agent", "dqn", env="torch_cartpole", learning_starts=20)
+        >>> agent = agent.set(storage={"name": "replay", "capacity": 1000, "batch_size": 16})
         >>> agent.train(100, progress=False)["frames"]
         100
     """

@@ -49,6 +49,7 @@ class SAC(OffPolicyAgent):
     Examples:
         >>> import rlte_plugins
         >>> agent = rlte_plugins.make("agent", "sac", env="torch_pendulum", learning_starts=64, random_frames=64)
+        >>> agent = agent.set(storage={"name": "replay", "capacity": 1000, "batch_size": 32})
         >>> agent.train(128, progress=False)["frames"]
         128
     """
@@ -83,6 +84,7 @@ class DiscreteSAC(OffPolicyAgent):
     Examples:
         >>> import rlte_plugins
         >>> agent = rlte_plugins.make("agent", "sac_discrete", env="torch_cartpole", learning_starts=64)
+        >>> agent = agent.set(storage={"name": "replay", "capacity": 1000, "batch_size": 32})
         >>> agent.train(128, progress=False)["frames"]
         128
     """

@@ -27,6 +27,7 @@ class TD3(OffPolicyAgent):
     Examples:
         >>> import rlte_plugins
         >>> agent = rlte_plugins.make("agent", "td3", env="torch_pendulum", learning_starts=64, random_frames=64)
+        >>> agent = agent.set(storage={"name": "replay", "capacity": 1000, "batch_size": 32})
         >>> agent.train(128, progress=False)["frames"]
         128
     """

@@ -16,6 +16,8 @@ CASES = [
     # SAC on gymnasium's Pendulum-v1: rl-baselines3-zoo's SAC curve (benchmark.md, 20k steps: -176 +- 64) passes
     # -300 within 5-6k steps; seed 0 here: -203 after 4k frames (1k of them random)
     pytest.param("sac", "Pendulum-v1", 6_000, -300, {}, id="sac-gymnasium-Pendulum-v1"),
+    # and on torch_pendulum, the same dynamics simulated in torch
+    pytest.param("sac", "torch_pendulum", 6_000, -300, {}, id="sac-torch_pendulum"),
     # DDPG on torch_pendulum (Pendulum-v1's dynamics): the zoo's DDPG curve (20k steps: -152 +- 94) is past -300
     # by 6k steps
     pytest.param("ddpg", "torch_pendulum", 6_000, -300, {}, id="ddpg-torch_pendulum"),
