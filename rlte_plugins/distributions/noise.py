@@ -204,6 +204,9 @@ class NoiseHead(DistributionHead):
 class NormalNoiseHead(NoiseHead):
     """Deterministic actor with additive Gaussian exploration noise (DDPG/TD3); ``std`` may be a schedule.
 
+    ``std`` is in units of half the action range (CleanRL's ``action_scale * exploration_noise``): 0.1 on
+    Pendulum's torque in [-2, 2] is a standard deviation of 0.2.
+
     Examples:
         >>> import torch, rlte_plugins
         >>> from tensordict import TensorDict
@@ -273,6 +276,8 @@ class TruncatedNormalNoiseHead(NoiseHead):
 
 class OrnsteinUhlenbeckNoiseHead(NoiseHead):
     """Deterministic actor with Ornstein-Uhlenbeck exploration (DDPG's original), scaled by ``std``.
+
+    The process is in units of half the action range, as the other noise heads.
 
     Examples:
         >>> from torchrl.data import Bounded
