@@ -387,6 +387,9 @@ class Agent:
         components = {slot: self._component(slot) for slot in self.slots}
         self.components = {slot: c for slot, c in components.items() if c is not None}
         reward = self.components.get("reward")
+        if getattr(self.config, "pretraining", False) and reward is None:
+            raise ComponentArgumentError(f"{self.owner}: pretraining=True learns from the intrinsic reward alone: "
+                                         "set(reward=...) first")  # fmt: skip
         if reward is not None:
             if hasattr(reward, "build"):
                 reward.build(self.env.observation_spec)

@@ -11,7 +11,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import DDPGLoss
 
 from rlte_plugins.agents.base import option
-from rlte_plugins.agents.off_policy import OffPolicyAgent, OffPolicyConfig, UpdateGroup
+from rlte_plugins.agents.off_policy import OffPolicyAgent, OffPolicyConfig, UpdateGroup, trained_parameters
 
 
 class DDPG(OffPolicyAgent):
@@ -64,8 +64,7 @@ class DDPG(OffPolicyAgent):
 
     def update_groups(self) -> list[UpdateGroup]:
         loss = self.loss_module
-        critic = [p for p in loss.value_network_params.values(True, True) if p.requires_grad]
-        actor = [p for p in loss.actor_network_params.values(True, True) if p.requires_grad]
+        critic, actor = trained_parameters(loss.value_network_params), trained_parameters(loss.actor_network_params)
         c = self.config
         return [
             UpdateGroup("critic", critic, self._critic_loss, c.lr, {"loss_value": "losses/qf1_loss",

@@ -10,7 +10,7 @@ import torch
 from tensordict import TensorDictBase
 
 from rlte_plugins.agents.base import option
-from rlte_plugins.agents.off_policy import OffPolicyAgent, OffPolicyConfig, UpdateGroup
+from rlte_plugins.agents.off_policy import OffPolicyAgent, OffPolicyConfig, UpdateGroup, trained_parameters
 from rlte_plugins.errors import SpecMismatchError
 from rlte_plugins.objectives.drq import DrQLoss, DrQV2Loss
 
@@ -77,8 +77,7 @@ class _PixelAgent(OffPolicyAgent):
         super()._build()
 
     def _group(self, name: str, modules: list[Any], loss: Any, metrics: dict[str, str], every: int = 1) -> UpdateGroup:
-        params = [p for m in modules for p in (m.values(True, True) if hasattr(m, "values") else m.parameters())]
-        return UpdateGroup(name, [p for p in params if p.requires_grad], loss, self.config.lr, metrics, every)
+        return UpdateGroup(name, trained_parameters(*modules), loss, self.config.lr, metrics, every)
 
 
 class DrQV2(_PixelAgent):
@@ -235,6 +234,9 @@ class DrQ(_PixelAgent):
 
     def make_target_updater(self) -> _PolyakPairs:
         loss, c = self.loss_module, self.config
+        # marked as TorchRL's updaters mark it, before the target parameters are read: TorchRL warns otherwise
+        for name in loss._has_update_associated:
+            loss._has_update_associated[name] = True
         # DrQ's encoder is convolutions, linear layer and LayerNorm: here the convolutions are the shared encoder
         # and the rest is the critic's trunk, which is averaged at the encoder's rate as in DrQ
         heads, encoder = ([], []), ([], [])
@@ -244,8 +246,6 @@ class DrQ(_PixelAgent):
             pair[1].append(loss.critic_params.get(key))
         encoder[0].extend(loss.target_encoder_params.values(True, True))
         encoder[1].extend(loss.encoder_params.values(True, True))
-        for name in loss._has_update_associated:  # what TorchRL's updaters mark, so that it does not warn
-            loss._has_update_associated[name] = True
         return _PolyakPairs([(c.tau, *heads), (c.encoder_tau, *encoder)])
 
     def prepare_sample(self, sample: TensorDictBase) -> TensorDictBase:

@@ -78,6 +78,12 @@ class UpdateGroup:
     every: int = 1
 
 
+def trained_parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of ``modules`` that take gradients, in order (a TorchRL loss's ``*_params`` are modules
+    too), for an :class:`UpdateGroup`."""
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
 class SeedActions(TensorDictModuleBase):
     """The collecting policy: ``actor``, or uniformly random actions from ``action_spec`` while :attr:`random`
     (an off-policy agent's seed frames). Drawn from torch's global generator, which checkpoints hold. Only the
@@ -135,7 +141,7 @@ class OffPolicyAgent(Agent):
 
     def update_groups(self) -> list[UpdateGroup]:
         """The optimisers, in the order they step (default: one over every trained parameter of the loss)."""
-        params = [p for p in self.loss_module.parameters() if p.requires_grad]
+        params = trained_parameters(self.loss_module)
         return [UpdateGroup("loss", params, self.loss_module, self.config.lr, dict(self.loss_metrics))]
 
     def make_exploration(self) -> Any:
@@ -235,9 +241,6 @@ class OffPolicyAgent(Agent):
     def _build(self) -> None:
         c = self.config
         encoder, policy, storage = (self.components[k] for k in ("encoder", "policy", "storage"))
-        if c.pretraining and self.components.get("reward") is None:
-            raise ComponentArgumentError(f"{self.owner}: pretraining=True learns from the intrinsic reward alone: "
-                                         "set(reward=...) first")  # fmt: skip
         aug = self.components.get("augmentation")
         if aug is not None:
             self._check_augmentation(aug)

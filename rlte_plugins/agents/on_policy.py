@@ -164,9 +164,6 @@ class OnPolicyAgent(Agent):
                 f"{self.owner}: recurrent= trains a recurrent policy (recurrent_actor_critic), got "
                 f"{getattr(policy, 'registry_name', type(policy).__name__)!r}"
             )
-        if c.pretraining and self.components.get("reward") is None:
-            raise ComponentArgumentError(f"{self.owner}: pretraining=True learns from the intrinsic reward alone: "
-                                         "set(reward=...) first")  # fmt: skip
         if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
             distribution.on_policy()
         policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)

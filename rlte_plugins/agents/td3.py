@@ -11,7 +11,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import TD3Loss
 
 from rlte_plugins.agents.base import option
-from rlte_plugins.agents.off_policy import OffPolicyAgent, OffPolicyConfig, UpdateGroup
+from rlte_plugins.agents.off_policy import OffPolicyAgent, OffPolicyConfig, UpdateGroup, trained_parameters
 
 
 class TD3(OffPolicyAgent):
@@ -68,8 +68,7 @@ class TD3(OffPolicyAgent):
 
     def update_groups(self) -> list[UpdateGroup]:
         loss, c = self.loss_module, self.config
-        critic = [p for p in loss.qvalue_network_params.values(True, True) if p.requires_grad]
-        actor = [p for p in loss.actor_network_params.values(True, True) if p.requires_grad]
+        critic, actor = trained_parameters(loss.qvalue_network_params), trained_parameters(loss.actor_network_params)
         return [
             UpdateGroup("critic", critic, self._critic_loss, c.lr, {"loss_qvalue": "losses/qf_loss",
                                                                     "pred_value": "losses/qf1_values"}),
