@@ -1,16 +1,36 @@
-"""``rlte bench BENCHMARK``: cartpole (returns over seeds), envs (steps/s), throughput (against rl8), ppo (CleanRL's
-settings), encoders, drqv2 (returns and frames/s beside the authors')."""
+"""``rlte bench BENCHMARK``: suite (a suite file's runs into a results folder, optionally published to W&B), cartpole
+(returns over seeds), envs (steps/s), throughput (against rl8), ppo (CleanRL's settings), encoders, drqv2 (returns
+and frames/s beside the authors')."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from rlte_plugins.cli.common import EXIT_OK, CommandParser, Subparsers
+from rlte_plugins.cli.common import EXIT_OK, CommandParser, Subparsers, positive_int
 
 
 def add_parser(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("bench", help="run a benchmark", description="Run a benchmark and print its figures.")
     bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True, parser_class=CommandParser)
+    b = bench.add_parser(
+        "suite",
+        help="train every (algorithm, task, seed) of a suite file into a results folder; publish to W&B",
+        description="Train every (algorithm, task, seed) of a suite file, one after another, into a results "
+        "folder (manifest.json, scores/*.npz, runs/*): a failed run is recorded and the suite goes on; running it "
+        "again skips finished runs. With --wandb-project, every run is published to W&B in openrlbenchmark's "
+        "shape (WANDB_MODE=offline writes ./wandb/offline-run-*, uploaded later with `wandb sync`). The suite "
+        "format is in rlte_plugins/bench/suite.py; `rlte eval plot RESULTS_DIR` draws the results.",
+    )
+    b.add_argument("suite", metavar="SUITE.yaml", help="the suite file")
+    b.add_argument("--seeds", type=positive_int, help="number of seeds 0..N-1 (overrides the file's)")
+    b.add_argument("--output", help="results folder (default: the file's output, else results/NAME)")
+    b.add_argument("--wandb-project", help="publish every run to this W&B project (pip install 'rlte-plugins[wandb]')")
+    b.add_argument("--wandb-entity", help="W&B entity (user or team) of the project")
+    b.add_argument("--threads", type=positive_int, help="torch's CPU thread count in every run")
+    b.add_argument("--progress", action="store_true", help="show each run's progress bar")
+    b.add_argument("--dry-run", action="store_true", help="list the runs and whether each has finished, then exit")
+    b.set_defaults(func=run_suite)
     b = bench.add_parser("cartpole", help="the default recipe over several seeds (final returns, wall time)")
     b.add_argument("--recipe", default="ppo_cartpole", help="recipe name or YAML config")
     b.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
@@ -76,6 +96,26 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--device", default="cpu")
     b.add_argument("--threads", type=int, default=2, help="torch threads in every run")
     b.set_defaults(func=run_drqv2)
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench import suite
+    from rlte_plugins.evaluation.results import MANIFEST, Results
+
+    spec = suite.load_suite(args.suite, seeds=args.seeds)
+    if args.dry_run:
+        results_dir = Path(args.output or spec.output or Path("results") / spec.name)
+        runs = Results(results_dir).manifest["runs"] if (results_dir / MANIFEST).is_file() else {}
+        for job in spec.jobs(results_dir):
+            record = runs.get(job.id) or {}
+            finished = record.get("status") == "finished" and record.get("config_hash") == job.config_hash
+            state = "finished" if finished else record.get("status", "pending")
+            frames = job.config["train"]["total_frames"]
+            print(f"{job.id:40s} {state:9s} {frames:>10,} frames  config {job.config_hash}")
+        return EXIT_OK
+    suite.run_suite(spec, args.output, wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
+                    threads=args.threads, progress=args.progress)  # fmt: skip
+    return EXIT_OK
 
 
 def run_cartpole(args: argparse.Namespace) -> int:

@@ -156,4 +156,5 @@ def run(config: dict[str, Any], name: str = "run", resume: str | Path | None = N
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     summary["output"] = str(output)
+    summary["history"] = [dict(h) for h in agent.history]  # every logged metric per iteration (not in the JSON)
     return summary

@@ -1,0 +1,255 @@
+"""The results folder of a benchmark suite (``rlte bench suite``), read back as rliable score matrices.
+
+Layout of ``RESULTS_DIR``::
+
+    manifest.json           what ran: the suite, the tasks' score ranges, one record per run (below)
+    suite.yaml              the suite file as it was run
+    scores/RUN_ID.npz       per run: ``final_returns`` (the final deterministic evaluation episodes),
+                            ``history_keys`` and ``history`` (every logged metric per iteration, NaN where absent;
+                            column 0 is ``frames``)
+    runs/RUN_ID/            the ``rlte train`` run folder: config.yaml, checkpoint.pt, logs, learning_curve.png
+    plots/                  the figures of ``rlte eval plot``
+
+``RUN_ID`` is ``{algorithm}__{task}__{seed}`` (``/`` in a task id becomes ``-``). A run record in the manifest:
+``id``, ``algorithm``, ``task``, ``seed``, ``status`` (``finished`` or ``failed``), ``frames``, ``final_score``
+(the mean of ``final_returns``), ``config_hash`` (the run's configuration without its seed and output folder),
+``versions`` (Python and the packages), ``started`` / ``finished`` (UTC, ISO 8601), ``wall_time`` (s),
+``run_dir`` and ``scores_file`` (relative to the folder), ``error`` (the last line of a failure) and ``wandb``
+(where the run was published). The manifest is rewritten atomically after every run, so an interrupted suite
+loses nothing it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlte_plugins.errors import ConfigError
+from rlte_plugins.evaluation.normalization import normalize_score_matrix, score_range
+
+FORMAT = "rlte-results/1"
+MANIFEST = "manifest.json"
+RETURN = "charts/episodic_return"
+EVAL_RETURN = "eval/episodic_return"
+
+
+def run_id(algorithm: str, task: str, seed: int) -> str:
+    """The id (and file name) of one run of a suite."""
+    return f"{algorithm}__{task.replace('/', '-')}__{seed}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run_scores(path: Path, final_returns: Sequence[float], history: Sequence[Mapping[str, float]]) -> None:
+    """Write one run's ``scores/RUN_ID.npz``: its final evaluation returns and its metric history."""
+    keys = ["frames", *sorted({k for h in history for k in h if k != "frames"})]
+    table = np.full((len(history), len(keys)), np.nan)
+    for i, row in enumerate(history):
+        for j, key in enumerate(keys):
+            value = row.get(key)
+            if value is not None:
+                table[i, j] = float(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, final_returns=np.asarray(final_returns, dtype=np.float64), history_keys=np.array(keys, dtype=str),
+             history=table)  # fmt: skip
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """One run's stored scores."""
+
+    final_returns: np.ndarray
+    history: dict[str, np.ndarray]  # key -> one value per iteration (NaN where not logged); "frames" included
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> RunScores:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys = [str(k) for k in data["history_keys"]]
+                table = data["history"]
+                final = data["final_returns"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigError(f"{str(path)!r} is not a run's scores file of a results folder ({exc})") from exc
+        return cls(final, {k: table[:, j] for j, k in enumerate(keys)})
+
+    def curve(self, key: str = RETURN) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames, values)`` of one metric, where it was logged."""
+        if key not in self.history:
+            raise KeyError(f"metric {key!r} was not logged (logged: {', '.join(sorted(self.history))})")
+        values = self.history[key]
+        keep = np.isfinite(values)
+        return self.history["frames"][keep], values[keep]
+
+
+class Results:
+    """A results folder: its runs, and their scores as ``{algorithm: [num_runs, num_tasks]}`` matrices.
+
+    Examples:
+        >>> from rlte_plugins.evaluation import load_results, aggregate_iqm
+        >>> results = load_results("results/classic_control")  # doctest: +SKIP
+        >>> results.algorithms, results.tasks  # doctest: +SKIP
+        (['a2c', 'ppo'], ['CartPole-v1', 'torch_pendulum'])
+        >>> {alg: aggregate_iqm(m) for alg, m in results.score_dict().items()}  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        manifest = self.path / MANIFEST
+        if not manifest.is_file():
+            raise ConfigError(f"{str(self.path)!r} is not a results folder: it has no {MANIFEST} (rlte bench suite "
+                             "writes one)")  # fmt: skip
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{str(manifest)!r} is not valid JSON ({exc})") from exc
+        if self.manifest.get("format") != FORMAT:
+            raise ConfigError(f"{str(manifest)!r} has format {self.manifest.get('format')!r}; this version reads "
+                             f"{FORMAT!r}")  # fmt: skip
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("suite", self.path.name))
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run record, finished or failed."""
+        return list(self.manifest.get("runs", {}).values())
+
+    def finished(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r.get("status") == "finished"]
+
+    @property
+    def algorithms(self) -> list[str]:
+        return sorted({r["algorithm"] for r in self.finished()})
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks in the suite's order."""
+        order = list(self.manifest.get("tasks", {}))
+        present = {r["task"] for r in self.finished()}
+        return [t for t in order if t in present] + sorted(present - set(order))
+
+    def run_scores(self, record: Mapping[str, Any]) -> RunScores:
+        return RunScores.read(self.path / record["scores_file"])
+
+    def score_ranges(self, tasks: Iterable[str] | None = None) -> list[tuple[float, float]] | None:
+        """One ``(low, high)`` per task from the suite's ``score_range`` / ``normalize`` entries; ``None`` when
+        a task has neither."""
+        out = []
+        for task in self.tasks if tasks is None else tasks:
+            spec = self.manifest.get("tasks", {}).get(task) or {}
+            if spec.get("score_range") is not None:
+                low, high = spec["score_range"]
+                out.append((float(low), float(high)))
+            elif spec.get("normalize"):
+                out.append(score_range(spec["normalize"], task))
+            else:
+                return None
+        return out
+
+    def _seeds(self, algorithm: str, tasks: Sequence[str]) -> list[int]:
+        """The seeds of ``algorithm`` that finished on every task (a matrix needs the same runs per task)."""
+        by_task = [{r["seed"] for r in self.finished() if r["algorithm"] == algorithm and r["task"] == t}
+                   for t in tasks]  # fmt: skip
+        seeds = sorted(set.intersection(*by_task)) if by_task else []
+        if not seeds:
+            missing = [t for t, s in zip(tasks, by_task, strict=True) if not s]
+            raise ConfigError(f"{algorithm!r} has no seed finished on every task of {self.name!r} (nothing finished "
+                             f"on: {', '.join(missing) or 'a common seed'})")  # fmt: skip
+        return seeds
+
+    def _normalize(self, matrix: np.ndarray, tasks: Sequence[str], normalize: bool | None) -> np.ndarray:
+        ranges = self.score_ranges(tasks)
+        if normalize is False or (normalize is None and ranges is None):
+            return matrix
+        if ranges is None:
+            raise ConfigError(f"cannot normalise {self.name!r}: give every task a score_range [low, high] or a "
+                             "normalize table (atari, procgen_easy, procgen_hard, dmc) in the suite file")  # fmt: skip
+        return normalize_score_matrix(matrix, ranges)
+
+    def score_dict(
+        self, normalize: bool | None = None, algorithms: Sequence[str] | None = None, tasks: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Final scores (each run's mean final evaluation return) as ``{algorithm: [num_runs, num_tasks]}``,
+        normalised with the tasks' score ranges (``normalize=None``: when every task has one)."""
+        tasks = list(self.tasks if tasks is None else tasks)
+        index = {(r["algorithm"], r["task"], r["seed"]): r for r in self.finished()}
+        out = {}
+        for alg in self.algorithms if algorithms is None else algorithms:
+            seeds = self._seeds(alg, tasks)
+            matrix = np.array([[index[alg, t, s]["final_score"] for t in tasks] for s in seeds], dtype=np.float64)
+            out[alg] = self._normalize(matrix, tasks, normalize)
+        return out
+
+    def curves(
+        self,
+        key: str | None = None,
+        num_points: int = 50,
+        normalize: bool | None = None,
+        algorithms: Sequence[str] | None = None,
+        tasks: Sequence[str] | None = None,
+        relative: bool | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Learning curves on a common frame grid: ``(frames, {algorithm: [num_runs, num_tasks, num_points]})``,
+        each run's metric linearly interpolated at ``num_points`` frames up to the shortest run. ``key`` defaults
+        to the evaluation return where every run logged it, else the training episode return. With
+        ``relative=True`` the grid is the fraction of each run's own frames (0 to 1), which puts tasks trained for
+        different budgets on one axis; ``None`` chooses it when the runs' budgets differ (:meth:`relative_frames`)."""
+        tasks = list(self.tasks if tasks is None else tasks)
+        algorithms = list(self.algorithms if algorithms is None else algorithms)
+        index = {(r["algorithm"], r["task"], r["seed"]): r for r in self.finished()}
+        selected = {alg: self._seeds(alg, tasks) for alg in algorithms}
+        scores = {k: self.run_scores(index[k]) for k in index if k[0] in selected and k[1] in tasks
+                  and k[2] in selected[k[0]]}  # fmt: skip
+        if key is None:
+            logged = all(np.isfinite(s.history.get(EVAL_RETURN, np.array([math.nan]))).any() for s in scores.values())
+            key = EVAL_RETURN if logged else RETURN
+        curves = {k: s.curve(key) for k, s in scores.items()}
+        if relative is None:
+            relative = self.relative_frames(tasks, algorithms)
+        if relative:
+            curves = {k: (f / index[k]["frames"], v) for k, (f, v) in curves.items()}
+        empty = [run_id(*k) for k, (f, _) in curves.items() if len(f) == 0]
+        if empty:
+            raise ConfigError(f"runs that never logged {key!r}: {', '.join(empty)}")
+        start = max(f[0] for f, _ in curves.values())
+        stop = min(f[-1] for f, _ in curves.values())
+        frames = np.linspace(start, stop, num_points) if stop > start else np.array([stop], dtype=np.float64)
+        out = {}
+        for alg, seeds in selected.items():
+            cube = np.array([[np.interp(frames, *curves[alg, t, s]) for t in tasks] for s in seeds])
+            out[alg] = self._normalize(cube, tasks, normalize)
+        return frames, out
+
+    def relative_frames(self, tasks: Sequence[str] | None = None, algorithms: Sequence[str] | None = None) -> bool:
+        """Whether the runs' frame budgets differ by more than 5% (their curves then share a relative axis)."""
+        frames = [r["frames"] for r in self.finished() if (tasks is None or r["task"] in tasks)
+                  and (algorithms is None or r["algorithm"] in algorithms)]  # fmt: skip
+        return bool(frames) and max(frames) > 1.05 * min(frames)
+
+
+def load_results(path: str | os.PathLike[str]) -> Results:
+    """Open a results folder written by ``rlte bench suite``."""
+    return Results(path)
