@@ -47,6 +47,7 @@ from rlte_plugins.errors import ConfigError
 from rlte_plugins.evaluation.results import EVAL_RETURN, Results
 
 CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 CURVE_FILE = "learning_curve.png"
 TABLE_COLUMNS = ("algorithm", "task", "seed", "status", "frames", "final_score", "wall_time", "config_hash")
@@ -76,7 +77,7 @@ def publish_run(
     # everything is read before the W&B run starts, so a bad folder leaves no half-published run behind
     scores = results.run_scores(record)
     run_dir = results.path / record["run_dir"] if record.get("run_dir") else None
-    hyperparameters = _hyperparameters(run_dir / CONFIG_FILE) if run_dir else {}
+    hyperparameters = _hyperparameters(run_dir) if run_dir else {}
     curve = run_dir / CURVE_FILE if run_dir and (run_dir / CURVE_FILE).is_file() else None
     checkpoint = run_dir / CHECKPOINT_FILE if run_dir and (run_dir / CHECKPOINT_FILE).is_file() else None
     digest = _sha256(checkpoint) if checkpoint else None
@@ -211,16 +212,23 @@ def _where(run: Any, project: str, entity: str | None, artifact: str | None, sha
     }
 
 
-def _hyperparameters(path: Path) -> dict[str, Any]:
-    """The run's normalised config flattened with dots; sections that are null (not used) left out."""
-    if not path.is_file():
-        return {}
+def _hyperparameters(run_dir: Path) -> dict[str, Any]:
+    """The run's normalised config flattened with dots (sections that are null, not used, left out), with the
+    agent's defaults the config did not set (``summary.json``'s ``agent_config``) under ``agent.``."""
+    import json
+
     from rlte_plugins.training.config import parse_yaml
 
-    config = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    path = run_dir / CONFIG_FILE
+    config = parse_yaml(path.read_text(encoding="utf-8")) or {} if path.is_file() else {}
     if not isinstance(config, Mapping):
         raise ValueError(f"{str(path)!r} is not a run's config (a mapping of sections)")
-    return _flatten({k: v for k, v in config.items() if v is not None})
+    out = _flatten({k: v for k, v in config.items() if v is not None})
+    summary = run_dir / SUMMARY_FILE
+    if summary.is_file():
+        resolved = json.loads(summary.read_text(encoding="utf-8")).get("agent_config") or {}
+        out.update({f"agent.{k}": v for k, v in _flatten(resolved).items() if f"agent.{k}" not in out})
+    return out
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

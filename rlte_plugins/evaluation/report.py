@@ -104,6 +104,7 @@ def plot_results(
                                       path=out / "aggregates", formats=formats)  # fmt: skip
     everything = np.concatenate([m.ravel() for m in scores.values()])
     low, high = (0.0, max(1.0, float(everything.max()))) if normalized else (everything.min(), everything.max())
+    high = max(high, low + 1e-6 * max(1.0, abs(low)))  # every run scored the same: a profile still needs a range
     tau_list = np.linspace(low, high, 81)
     profiles, profile_cis = create_performance_profile(scores, tau_list, reps=curve_reps, random_state=random_state)
     written += plot_performance_profiles(profiles, profile_cis, tau_list, algorithms=algorithms, colors=colors,

@@ -153,6 +153,7 @@ def run(config: dict[str, Any], name: str = "run", resume: str | Path | None = N
         "checkpoint": str(checkpoint),
         "learning_curve": str(curve),
         "config": config,
+        "agent_config": dataclasses.asdict(agent.config),  # every hyperparameter, defaults included
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     summary["output"] = str(output)

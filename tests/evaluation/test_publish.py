@@ -287,3 +287,41 @@ def test_missing_wandb_says_what_to_install(
         publish_run(results, results.finished()[0], project="rlte-test")
     with pytest.raises(ConfigError, match=re.escape("pip install 'rlte-plugins[wandb]'")):
         publish_suite(results, project="rlte-test")
+
+
+def test_a_suite_publishes_each_finished_run_once_and_its_figures(tmp_path: Path) -> None:
+    import functools
+
+    from rlte_plugins.bench.suite import load_suite, run_suite
+    from rlte_plugins.evaluation import report
+
+    suite = {
+        "name": "wired", "seeds": 1, "set": {"train.eval_episodes": 2, "train.threads": 1, "train.logger": "none"},
+        "tasks": {"torch_cartpole": {"env": {"name": "torch_cartpole", "max_episode_steps": 8}, "frames": 64}},
+        "algorithms": {"ppo": {"config": {"agent": {"name": "ppo", "num_envs": 2, "num_steps": 8},
+                                          "env": "torch_cartpole"}}},
+    }  # fmt: skip
+    path = tmp_path / "wired.yaml"
+    path.write_text(yaml.safe_dump(suite), encoding="utf-8")
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        _offline_here(mp, tmp_path)
+        mp.setattr(report, "plot_results", functools.partial(report.plot_results, reps=100, curve_reps=10))
+        try:
+            results = run_suite(load_suite(path), tmp_path / "out", wandb_project="wired", echo=lines.append)
+            run_suite(load_suite(path), tmp_path / "out", wandb_project="wired", echo=lines.append)
+        finally:
+            wandb.teardown()
+    (record,) = results.finished()
+    assert sum(line.startswith("published ppo__torch_cartpole__0") for line in lines) == 1  # not again on rerun
+    records = _records(record["wandb"]["offline_dir"])
+    (run,) = _of(records, "run")
+    config = _items(run.config.update)
+    assert config["agent.num_steps"] == 8 and config["agent.clip_epsilon"] == 0.2  # set, and the agent's default
+    rows = [_items(h.item) for h in _of(records, "history")]
+    assert any("charts/episodic_return" in row and "global_step" in row for row in rows)
+    assert _summary(records)["eval/episodic_return"] == pytest.approx(record["final_score"])
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    suite_records = _records(manifest["wandb"]["offline_dir"])
+    logged = set().union(*[_items(h.item) for h in _of(suite_records, "history")])
+    assert {"final_scores", "plots/aggregates", "plots/sample_efficiency"} <= logged
