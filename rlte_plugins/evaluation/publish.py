@@ -32,6 +32,7 @@ W&B writes where ``WANDB_DIR`` says (by default ``./wandb``). Runs made offline 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -215,8 +216,6 @@ def _where(run: Any, project: str, entity: str | None, artifact: str | None, sha
 def _hyperparameters(run_dir: Path) -> dict[str, Any]:
     """The run's normalised config flattened with dots (sections that are null, not used, left out), with the
     agent's defaults the config did not set (``summary.json``'s ``agent_config``) under ``agent.``."""
-    import json
-
     from rlte_plugins.training.config import parse_yaml
 
     path = run_dir / CONFIG_FILE

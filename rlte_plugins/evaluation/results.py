@@ -71,8 +71,8 @@ def write_run_scores(path: Path, final_returns: Sequence[float], history: Sequen
                 table[i, j] = float(value)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, final_returns=np.asarray(final_returns, dtype=np.float64), history_keys=np.array(keys, dtype=str),
-             history=table)  # fmt: skip
+    final = np.asarray(final_returns, dtype=np.float64)
+    np.savez_compressed(tmp, final_returns=final, history_keys=np.array(keys, dtype=str), history=table)
     os.replace(tmp, path)
 
 
