@@ -31,6 +31,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import shutil
@@ -44,7 +45,7 @@ from typing import Any, Protocol
 import yaml
 
 from rlte_plugins.errors import ConfigError
-from rlte_plugins.evaluation.normalization import TABLES
+from rlte_plugins.evaluation.normalization import TABLES, score_range
 from rlte_plugins.evaluation.results import (
     FORMAT,
     MANIFEST,
@@ -61,8 +62,9 @@ ALGORITHM_KEYS = ("config", "set", "tasks")
 ENTRY_KEYS = ("config", "set")
 #: the packages whose versions every run record holds
 VERSIONED = ("rlte-plugins", "torch", "torchrl", "tensordict", "gymnasium", "numpy")
-#: the parts of a run's config that do not change its result (left out of its config hash)
-UNHASHED_TRAIN = ("seed", "output", "progress")
+#: the parts of a run's config that do not change its result (left out of its config hash, so changing them
+#: does not run a finished run again)
+UNHASHED_TRAIN = ("seed", "output", "progress", "threads", "logger", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -218,25 +220,28 @@ def load_suite(path: str | Path, seeds: int | None = None) -> Suite:
         frames = spec.get("frames")
         if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
             raise ConfigError(f"{where}: task {task!r}: frames must be a positive int, got {frames!r}")
-        score_range = spec.get("score_range")
-        if score_range is not None and not (
-            isinstance(score_range, list) and len(score_range) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in score_range)
-            and score_range[1] > score_range[0]
+        bounds = spec.get("score_range")
+        if bounds is not None and not (
+            isinstance(bounds, list) and len(bounds) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
+            and bounds[1] > bounds[0]
         ):  # fmt: skip
             raise ConfigError(f"{where}: task {task!r}: score_range must be [low, high] with high > low, got "
-                              f"{score_range!r}")  # fmt: skip
-        if spec.get("normalize") is not None and spec["normalize"] not in TABLES:
-            raise ConfigError(f"{where}: task {task!r}: unknown normalize table {spec['normalize']!r} (accepted: "
-                              f"{', '.join(TABLES)})")  # fmt: skip
+                              f"{bounds!r}")  # fmt: skip
+        if spec.get("normalize") is not None:
+            if spec["normalize"] not in TABLES:
+                raise ConfigError(f"{where}: task {task!r}: unknown normalize table {spec['normalize']!r} (accepted: "
+                                  f"{', '.join(TABLES)})")  # fmt: skip
+            score_range(spec["normalize"], str(task))  # a task the table lacks fails here, not after the runs
         tasks[str(task)] = spec
     algorithms_raw = data.get("algorithms")
     if not isinstance(algorithms_raw, dict) or not algorithms_raw:
         raise ConfigError(f"{where} needs 'algorithms': a mapping of names (W&B's exp_name) to their config")
     algorithms = {}
     for alg, spec in algorithms_raw.items():
-        if "__" in str(alg):
-            raise ConfigError(f"{where}: algorithm {alg!r}: '__' separates the parts of run ids, rename it")
+        if "__" in str(alg) or "," in str(alg):
+            raise ConfigError(f"{where}: algorithm {alg!r}: '__' and ',' separate the parts of run ids and of "
+                              "algorithm pairs, rename it")  # fmt: skip
         spec = {"config": spec} if isinstance(spec, str) else _mapping(spec, f"{where}: algorithm {alg!r}",
                                                                       ALGORITHM_KEYS)  # fmt: skip
         entries = _mapping(spec.get("tasks"), f"{where}: algorithm {alg!r}: tasks", tasks)
@@ -294,6 +299,10 @@ def execute_job(job: Job, results_dir: Path, versions: Mapping[str, Any]) -> dic
                       finished=_now(), wall_time=time.perf_counter() - start)  # fmt: skip
         return record
     returns = [float(r) for r in summary["eval_returns"]]
+    if not all(math.isfinite(r) for r in returns):
+        record.update(status="failed", error=f"non-finite final evaluation returns {returns}", finished=_now(),
+                      wall_time=time.perf_counter() - start)  # fmt: skip
+        return record
     write_run_scores(results_dir / record["scores_file"], returns, summary["history"])
     record.update(status="finished", frames=int(summary["frames"]), final_score=summary["eval_return_mean"],
                   finished=_now(), wall_time=time.perf_counter() - start)  # fmt: skip
@@ -312,8 +321,9 @@ def _open_manifest(results_dir: Path, suite: Suite) -> dict[str, Any]:
                           "rlte bench suite (pass another --output)")  # fmt: skip
     else:
         manifest = {"format": FORMAT, "suite": suite.name, "created": _now(), "runs": {}}
-    manifest.update(description=suite.description, tasks=suite.tasks, seeds=suite.seeds,
-                    source=str(suite.source) if suite.source else None)  # fmt: skip
+    # tasks dropped from the suite keep their entries: their runs are still in the folder
+    manifest.update(description=suite.description, tasks={**manifest.get("tasks", {}), **suite.tasks},
+                    seeds=suite.seeds, source=str(suite.source) if suite.source else None)  # fmt: skip
     return manifest
 
 
@@ -382,16 +392,28 @@ def publish_results(
 
     manifest = results.manifest
     offline_now = os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun")
-    for record in results.finished():
-        published = record.get("wandb") or {}
-        same = published.get("project") == project and published.get("entity") == entity and published.get("id")
+
+    def published(where: Mapping[str, Any] | None) -> bool:
+        where = where or {}
+        same = where.get("project") == project and where.get("entity") == entity and where.get("id")
         # a run published offline is published again online (its offline copy may never be synced)
-        if same and (offline_now or not published.get("offline_dir")):
+        return bool(same) and (offline_now or not where.get("offline_dir"))
+
+    new = 0
+    for record in results.finished():
+        if published(record.get("wandb")):
             continue
         manifest["runs"][record["id"]]["wandb"] = publish_run(results, record, project, entity)
         write_json_atomic(results.path / MANIFEST, manifest)
+        new += 1
         echo(f"published {record['id']} to W&B project {project!r}")
-    plots = [p for p in plot_results(results) if p.suffix == ".png"] if results.finished() else []
+    if not new and published(manifest.get("wandb")):
+        return
+    try:
+        plots = [p for p in plot_results(results) if p.suffix == ".png"] if results.finished() else []
+    except ConfigError as exc:  # the table still goes out
+        echo(f"no figures for W&B: {exc}")
+        plots = []
     manifest["wandb"] = publish_suite(results, project, entity, plots=plots)
     write_json_atomic(results.path / MANIFEST, manifest)
     echo(f"published the suite's final scores and {len(plots)} plot(s) to W&B project {project!r}")

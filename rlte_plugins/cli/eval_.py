@@ -20,8 +20,9 @@ class _EvalParser(CommandParser):
     plot_parser: CommandParser
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        if args and args[0] == "plot":
-            return self.plot_parser.parse_known_args(args[1:], namespace)
+        positional = [i for i, a in enumerate(args or []) if not a.startswith("-")]
+        if positional and args[positional[0]] == "plot":  # `rlte eval --debug plot DIR` too
+            return self.plot_parser.parse_known_args(args[: positional[0]] + args[positional[0] + 1 :], namespace)
         return super().parse_known_args(args, namespace)
 
 
@@ -83,6 +84,8 @@ def run_plot(args: argparse.Namespace) -> int:
     kind = "normalised scores" if table["normalized"] else "raw returns"
     print(f"suite {results.name!r}: {', '.join(f'{a} ({n} runs)' for a, n in table['runs'].items())} on "
           f"{len(table['tasks'])} tasks; {kind}, 95% intervals from {args.reps:,} bootstrap samples")  # fmt: skip
+    if table["tasks_left_out"]:
+        print(f"  left out (not finished by every algorithm): {', '.join(table['tasks_left_out'])}")
     for metric, by_alg in table["metrics"].items():
         cells = [f"{a} {v['point']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" for a, v in by_alg.items()]
         print(f"  {METRICS[metric][1]:15s} " + "   ".join(cells))

@@ -72,9 +72,11 @@ def _key(name: str) -> str:
 
 def _game(task: str) -> str:
     """The game in a task id: ``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ``Pong-v5`` and ``pong`` all give ``pong``;
-    ``CoinrunHard-v0`` and ``procgen:coinrun`` give ``coinrunhard`` and ``coinrun``."""
+    ``CoinrunHard-v0``, ``procgen:coinrun`` and ``procgen-coinrun-v0`` give ``coinrunhard``, ``coinrun`` and
+    ``coinrun``."""
     name = task.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
     name = re.sub(r"-v\d+$", "", name)
+    name = re.sub(r"^procgen-", "", name)  # procgen's own gym ids: procgen-coinrun-v0
     name = re.sub(r"(NoFrameskip|Deterministic)$", "", name)
     return _key(name)
 

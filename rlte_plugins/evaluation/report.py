@@ -86,10 +86,14 @@ def plot_results(
     out = Path(output) if output is not None else results.path / "plots"
     if not results.finished():
         raise ConfigError(f"results folder {str(results.path)!r} has no finished run to plot")
-    normalized = normalize is not False and results.score_ranges() is not None
+    tasks = results.common_tasks()
+    if not tasks:
+        raise ConfigError(f"no task of {str(results.path)!r} has a finished run of every algorithm "
+                          f"({', '.join(results.algorithms)}): nothing to compare")  # fmt: skip
+    normalized = normalize is not False and results.score_ranges(tasks) is not None
     if normalize and not normalized:
-        results.score_dict(normalize=True)  # raises the error that says which task lacks a score range
-    scores = results.score_dict(normalize=normalized)
+        results.score_dict(normalize=True, tasks=tasks)  # raises the error that says which task lacks a range
+    scores = results.score_dict(normalize=normalized, tasks=tasks)
     algorithms = list(scores)
     colors = algorithm_colors(algorithms)
     label = "Normalized score" if normalized else "Episode return (not normalised)"
@@ -112,7 +116,8 @@ def plot_results(
                                          formats=formats)  # fmt: skip
     summary: dict[str, Any] = {
         "suite": results.name, "normalized": normalized, "reps": reps, "curve_reps": curve_reps,
-        "random_state": random_state, "tasks": results.tasks, "runs": {a: len(m) for a, m in scores.items()},
+        "random_state": random_state, "tasks": tasks, "runs": {a: len(m) for a, m in scores.items()},
+        "tasks_left_out": [t for t in results.tasks if t not in tasks],  # not finished by every algorithm
         "metrics": {m: {a: {"point": points[a][i], "ci": intervals[a][:, i]} for a in algorithms}
                     for i, m in enumerate(metrics)},
         "scores": scores,
@@ -125,8 +130,8 @@ def plot_results(
         written += plot_probability_of_improvement(poi, poi_cis, path=out / "probability_of_improvement",
                                                    formats=formats)  # fmt: skip
         summary["probability_of_improvement"] = {p: {"point": poi[p], "ci": poi_cis[p].ravel()} for p in poi}
-    relative = results.relative_frames()
-    frames, curves = results.curves(normalize=normalized, relative=relative)
+    relative = results.relative_frames(tasks)
+    frames, curves = results.curves(normalize=normalized, tasks=tasks, relative=relative)
     curve_points, curve_cis = sample_efficiency_curve(curves, reps=curve_reps, random_state=random_state)
     xlabel = "Fraction of each task's training frames" if relative else "Frames"
     written += plot_sample_efficiency_curve(frames, curve_points, curve_cis, algorithms=algorithms, colors=colors,

@@ -154,53 +154,65 @@ class Results:
     def run_scores(self, record: Mapping[str, Any]) -> RunScores:
         return RunScores.read(self.path / record["scores_file"])
 
-    def score_ranges(self, tasks: Iterable[str] | None = None) -> list[tuple[float, float]] | None:
-        """One ``(low, high)`` per task from the suite's ``score_range`` / ``normalize`` entries; ``None`` when
-        a task has neither."""
-        out = []
-        for task in self.tasks if tasks is None else tasks:
-            spec = self.manifest.get("tasks", {}).get(task) or {}
-            if spec.get("score_range") is not None:
-                low, high = spec["score_range"]
-                out.append((float(low), float(high)))
-            elif spec.get("normalize"):
-                out.append(score_range(spec["normalize"], task))
-            else:
-                return None
-        return out
+    def common_tasks(self, algorithms: Sequence[str] | None = None) -> list[str]:
+        """The tasks on which every one of ``algorithms`` (default: all) finished at least one run: the columns
+        of a score matrix that compares them."""
+        algorithms = self.algorithms if algorithms is None else algorithms
+        done = {(r["algorithm"], r["task"]) for r in self.finished()}
+        return [t for t in self.tasks if all((a, t) in done for a in algorithms)]
 
-    def _seeds(self, algorithm: str, tasks: Sequence[str]) -> list[int]:
-        """The seeds of ``algorithm`` that finished on every task (a matrix needs the same runs per task)."""
-        by_task = [{r["seed"] for r in self.finished() if r["algorithm"] == algorithm and r["task"] == t}
-                   for t in tasks]  # fmt: skip
-        seeds = sorted(set.intersection(*by_task)) if by_task else []
-        if not seeds:
-            missing = [t for t, s in zip(tasks, by_task, strict=True) if not s]
-            raise ConfigError(f"{algorithm!r} has no seed finished on every task of {self.name!r} (nothing finished "
-                             f"on: {', '.join(missing) or 'a common seed'})")  # fmt: skip
-        return seeds
+    def score_ranges(self, tasks: Iterable[str] | None = None) -> list[tuple[float, float]] | None:
+        """One ``(low, high)`` per task from the suite's ``score_range`` / ``normalize`` entries; ``None`` when no
+        task has one; an error when only some have (raw and normalised scores do not mix)."""
+        tasks = list(self.common_tasks() if tasks is None else tasks)
+        specs = {t: self.manifest.get("tasks", {}).get(t) or {} for t in tasks}
+        ranged = [t for t in tasks if specs[t].get("score_range") is not None or specs[t].get("normalize")]
+        if not ranged:
+            return None
+        if len(ranged) < len(tasks):
+            missing = [t for t in tasks if t not in ranged]
+            raise ConfigError(f"{self.name!r}: tasks {', '.join(missing)} have no score_range or normalize table "
+                              "while the others do: give them one in the suite file (or plot raw returns)")  # fmt: skip
+        return [(float(specs[t]["score_range"][0]), float(specs[t]["score_range"][1]))
+                if specs[t].get("score_range") is not None else score_range(specs[t]["normalize"], t)
+                for t in tasks]  # fmt: skip
+
+    def _seeds(self, algorithm: str, tasks: Sequence[str]) -> dict[str, list[int]]:
+        """Per task, the seeds of ``algorithm``'s finished runs, the same number on every task (the lowest seeds
+        where a task has more): runs are resampled within their task, so seeds need not match across tasks."""
+        by_task = {t: sorted(r["seed"] for r in self.finished() if r["algorithm"] == algorithm and r["task"] == t)
+                   for t in tasks}  # fmt: skip
+        missing = [t for t, seeds in by_task.items() if not seeds]
+        if missing or not tasks:
+            where = ", ".join(missing) or "any task"
+            raise ConfigError(f"{algorithm!r} has no finished run on {where} in {self.name!r} (compare on the "
+                              "tasks every algorithm finished: common_tasks())")  # fmt: skip
+        count = min(len(seeds) for seeds in by_task.values())
+        return {t: seeds[:count] for t, seeds in by_task.items()}
 
     def _normalize(self, matrix: np.ndarray, tasks: Sequence[str], normalize: bool | None) -> np.ndarray:
-        ranges = self.score_ranges(tasks)
-        if normalize is False or (normalize is None and ranges is None):
+        if normalize is False:
             return matrix
-        if ranges is None:
+        ranges = self.score_ranges(tasks)
+        if ranges is None and normalize:
             raise ConfigError(f"cannot normalise {self.name!r}: give every task a score_range [low, high] or a "
-                             "normalize table (atari, procgen_easy, procgen_hard, dmc) in the suite file")  # fmt: skip
-        return normalize_score_matrix(matrix, ranges)
+                              "normalize table (atari, procgen_easy, procgen_hard, dmc) in the suite file")  # fmt: skip
+        return matrix if ranges is None else normalize_score_matrix(matrix, ranges)
 
     def score_dict(
         self, normalize: bool | None = None, algorithms: Sequence[str] | None = None, tasks: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """Final scores (each run's mean final evaluation return) as ``{algorithm: [num_runs, num_tasks]}``,
-        normalised with the tasks' score ranges (``normalize=None``: when every task has one)."""
-        tasks = list(self.tasks if tasks is None else tasks)
+        """Final scores (each run's mean final evaluation return) as ``{algorithm: [num_runs, num_tasks]}`` over
+        ``tasks`` (default: :meth:`common_tasks`), normalised with the tasks' score ranges (``normalize=None``:
+        when the tasks have them)."""
+        algorithms = list(self.algorithms if algorithms is None else algorithms)
+        tasks = list(self.common_tasks(algorithms) if tasks is None else tasks)
         index = {(r["algorithm"], r["task"], r["seed"]): r for r in self.finished()}
         out = {}
-        for alg in self.algorithms if algorithms is None else algorithms:
+        for alg in algorithms:
             seeds = self._seeds(alg, tasks)
-            matrix = np.array([[index[alg, t, s]["final_score"] for t in tasks] for s in seeds], dtype=np.float64)
-            out[alg] = self._normalize(matrix, tasks, normalize)
+            columns = [[index[alg, t, s]["final_score"] for s in seeds[t]] for t in tasks]
+            out[alg] = self._normalize(np.array(columns, dtype=np.float64).T, tasks, normalize)
         return out
 
     def curves(
@@ -217,12 +229,12 @@ class Results:
         to the evaluation return where every run logged it, else the training episode return. With
         ``relative=True`` the grid is the fraction of each run's own frames (0 to 1), which puts tasks trained for
         different budgets on one axis; ``None`` chooses it when the runs' budgets differ (:meth:`relative_frames`)."""
-        tasks = list(self.tasks if tasks is None else tasks)
         algorithms = list(self.algorithms if algorithms is None else algorithms)
+        tasks = list(self.common_tasks(algorithms) if tasks is None else tasks)
         index = {(r["algorithm"], r["task"], r["seed"]): r for r in self.finished()}
         selected = {alg: self._seeds(alg, tasks) for alg in algorithms}
-        scores = {k: self.run_scores(index[k]) for k in index if k[0] in selected and k[1] in tasks
-                  and k[2] in selected[k[0]]}  # fmt: skip
+        scores = {(a, t, s): self.run_scores(index[a, t, s]) for a in algorithms for t in tasks
+                  for s in selected[a][t]}  # fmt: skip
         if key is None:
             logged = all(np.isfinite(s.history.get(EVAL_RETURN, np.array([math.nan]))).any() for s in scores.values())
             key = EVAL_RETURN if logged else RETURN
@@ -239,7 +251,8 @@ class Results:
         frames = np.linspace(start, stop, num_points) if stop > start else np.array([stop], dtype=np.float64)
         out = {}
         for alg, seeds in selected.items():
-            cube = np.array([[np.interp(frames, *curves[alg, t, s]) for t in tasks] for s in seeds])
+            cube = np.array([[np.interp(frames, *curves[alg, t, s]) for s in seeds[t]] for t in tasks])
+            cube = cube.transpose(1, 0, 2)  # [tasks, runs, frames] -> [runs, tasks, frames]
             out[alg] = self._normalize(cube, tasks, normalize)
         return frames, out
 

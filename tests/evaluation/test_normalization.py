@@ -31,6 +31,7 @@ def test_procgen_mode_comes_from_the_table_or_the_task_id():
     assert score_range("procgen_hard", "bigfish") == (0.0, 40.0)
     assert score_range("procgen", "BigfishHard-v0") == (0.0, 40.0)
     assert score_range("procgen", "BigfishEasy-v0") == score_range("procgen", "procgen:bigfish") == (1.0, 40.0)
+    assert score_range("procgen", "procgen-bigfish-v0") == score_range("procgen", "procgen:procgen-bigfish-v0")
     assert score_range("dmc", "anything") == (0.0, 1000.0)
 
 

@@ -147,7 +147,7 @@ def test_ctrl_c_keeps_every_finished_run(tmp_path, monkeypatch):
     assert list(runs) == [calls[0]] and runs[calls[0]]["status"] == "finished"
 
 
-def test_config_hash_ignores_seed_and_output_only():
+def test_config_hash_ignores_what_does_not_change_results():
     suite = load_suite(Path(__file__).parents[2] / "suites" / "classic_control.yaml")
     jobs = suite.jobs(Path("results/x"))
     assert len(jobs) == 20 and {j.seed for j in jobs} == set(range(5))
@@ -156,7 +156,9 @@ def test_config_hash_ignores_seed_and_output_only():
         by_key[j.algorithm, j.task].add(j.config_hash)
     assert all(len(h) == 1 for h in by_key.values()) and len({h.pop() for h in by_key.values()}) == 4
     config = jobs[0].config
-    assert config_hash({**config, "train": {**config["train"], "threads": 2}}) != jobs[0].config_hash
+    assert config_hash({**config, "train": {**config["train"], "threads": 2, "logger": "none"}}) == jobs[0].config_hash
+    assert config_hash({**config, "train": {**config["train"], "eval_episodes": 3}}) != jobs[0].config_hash
+    assert config_hash({**config, "agent": {**config["agent"], "lr": 0.1}}) != jobs[0].config_hash
     ppo_pendulum = next(j for j in jobs if j.id == "ppo__torch_pendulum__3").config
     assert ppo_pendulum["env"] == {"name": "torch_pendulum", "num_envs": 16}
     assert ppo_pendulum["train"]["total_frames"] == 200_000 and ppo_pendulum["train"]["eval_episodes"] == 20
@@ -172,8 +174,10 @@ def test_config_hash_ignores_seed_and_output_only():
         (lambda d: d["algorithms"]["ppo"].update(tasks={"Pong": {}}), "unknown key 'Pong' in .*ppo.*tasks"),
         (lambda d: d["algorithms"]["ppo"].update(config="no_such_recipe"), "unknown recipe 'no_such_recipe'"),
         (lambda d: d["algorithms"]["ppo"].update(set={"train.eval_episodes": 0}), "eval_episodes must be >= 1"),
-        (lambda d: d["algorithms"].update(a__b="ppo_cartpole"), "'__' separates"),
+        (lambda d: d["algorithms"].update(a__b="ppo_cartpole"), "'__' and ',' separate"),
         (lambda d: d.pop("tasks"), "needs 'tasks'"),
+        (lambda d: d["algorithms"].update({"ppo,lr3": "ppo_cartpole"}), "'__' and ',' separate"),
+        (lambda d: d["tasks"]["torch_cartpole"].update(normalize="procgen"), "not in the Procgen easy"),
     ],
 )
 def test_bad_suite_files_are_one_clear_error_before_anything_runs(tmp_path, edit, message):
@@ -239,3 +243,75 @@ def test_shipped_suite_results_read_back():
     scores = results.score_dict()
     assert all(m.shape == (5, 2) for m in scores.values())
     assert (folder / "plots" / "aggregates.png").is_file() and (folder / "plots" / "aggregates.svg").is_file()
+
+
+def _fake_results(folder, runs, tasks):
+    """A results folder from ``(algorithm, task, seed, final score)`` tuples, without training."""
+    from rlte_plugins.evaluation.results import run_id, write_json_atomic, write_run_scores
+
+    records = {}
+    for alg, task, seed, score in runs:
+        rid = run_id(alg, task, seed)
+        history = [{"frames": f, "charts/episodic_return": score * f / 300} for f in (100, 200, 300)]
+        write_run_scores(folder / "scores" / f"{rid}.npz", [score, score], history)
+        records[rid] = {"id": rid, "algorithm": alg, "task": task, "seed": seed, "status": "finished",
+                        "frames": 300, "final_score": score, "scores_file": f"scores/{rid}.npz"}  # fmt: skip
+    write_json_atomic(folder / "manifest.json", {"format": FORMAT, "suite": "fake", "tasks": tasks, "runs": records})
+    return load_results(folder)
+
+
+def test_algorithms_compare_on_the_tasks_they_all_finished_with_their_seeds_per_task(tmp_path):
+    runs = [("ppo", "A", 0, 100.0), ("ppo", "A", 1, 200.0), ("ppo", "B", 0, -500.0), ("ppo", "B", 1, -100.0),
+            ("dqn", "A", 0, 300.0), ("dqn", "A", 2, 400.0), ("dqn", "A", 3, 0.0)]  # fmt: skip
+    results = _fake_results(tmp_path, runs, {"A": {"score_range": [0, 500]}, "B": {"score_range": [-1000, 0]}})
+    assert results.common_tasks() == ["A"] and results.tasks == ["A", "B"]
+    scores = results.score_dict()
+    np.testing.assert_allclose(scores["ppo"], [[0.2], [0.4]])
+    np.testing.assert_allclose(scores["dqn"], [[0.6], [0.8], [0.0]])  # seeds need not match across algorithms
+    np.testing.assert_allclose(results.score_dict(algorithms=["ppo"])["ppo"], [[0.2, 0.5], [0.4, 0.9]])
+    with pytest.raises(ConfigError, match="'dqn' has no finished run on B"):
+        results.score_dict(tasks=["A", "B"])
+    from rlte_plugins.evaluation.report import plot_results
+
+    plot_results(results, tmp_path / "plots", metrics=["iqm"], reps=50, curve_reps=10, formats=("png",))
+    table = json.loads((tmp_path / "plots" / "aggregates.json").read_text())
+    assert table["tasks"] == ["A"] and table["tasks_left_out"] == ["B"]
+
+
+def test_a_seed_missing_on_one_task_drops_one_run_of_that_task_only(tmp_path):
+    runs = [("ppo", "A", 0, 100.0), ("ppo", "A", 1, 200.0), ("ppo", "A", 2, 300.0), ("ppo", "B", 1, 50.0),
+            ("ppo", "B", 2, 60.0)]  # fmt: skip
+    scores = _fake_results(tmp_path, runs, {})
+    np.testing.assert_allclose(scores.score_dict()["ppo"], [[100.0, 50.0], [200.0, 60.0]])  # raw: no ranges
+
+
+def test_raw_and_normalised_scores_never_mix(tmp_path):
+    runs = [("ppo", "A", 0, 100.0), ("ppo", "B", 0, 1.0)]
+    results = _fake_results(tmp_path, runs, {"A": {"score_range": [0, 500]}, "B": {}})
+    with pytest.raises(ConfigError, match="tasks B have no score_range"):
+        results.score_dict()
+    np.testing.assert_allclose(results.score_dict(normalize=False)["ppo"], [[100.0, 1.0]])
+
+
+def test_speed_settings_do_not_rerun_finished_runs_and_dropped_tasks_keep_their_ranges(tiny_results, monkeypatch):
+    results, _ = tiny_results
+    ran = []
+    monkeypatch.setattr(suite_module, "execute_job", lambda job, *args: ran.append(job.id))
+    suite = load_suite(results.path / "suite.yaml")
+    run_suite(suite, results.path, threads=2, echo=lambda line: None)
+    assert ran == []
+    suite.tasks = {"other": {"score_range": [0, 1]}}
+    manifest = suite_module._open_manifest(results.path, suite)
+    assert manifest["tasks"]["torch_cartpole"] == {**TINY["tasks"]["torch_cartpole"]}
+    assert manifest["tasks"]["other"] == {"score_range": [0, 1]}
+
+
+def test_a_run_with_non_finite_final_returns_is_recorded_as_failed(tmp_path, monkeypatch):
+    from rlte_plugins.bench.suite import Job, execute_job
+    from rlte_plugins.training import runner
+
+    summary = {"eval_returns": [1.0, float("nan")], "frames": 8, "eval_return_mean": float("nan"), "history": []}
+    monkeypatch.setattr(runner, "run", lambda config, name: summary)
+    record = execute_job(Job("ppo", "t", 0, {"train": {}}), tmp_path, {})
+    assert record["status"] == "failed" and "non-finite" in record["error"]
+    assert not (tmp_path / "scores").exists()
