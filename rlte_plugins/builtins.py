@@ -137,3 +137,17 @@ def register_agents(register: Register) -> None:
 def register_losses(register: Register) -> None:
     register("drqv2", "rlte_plugins.objectives.drq:DrQV2Loss", tags=("off-policy", "pixels"))
     register("drq", "rlte_plugins.objectives.drq:DrQLoss", tags=("off-policy", "pixels"))
+
+
+@hookimpl
+def register_rewards(register: Register) -> None:
+    register("rnd", "rlte_plugins.rewards.rnd:RND", tags=("lifelong", "pixels", "vector"))
+    register("icm", "rlte_plugins.rewards.icm:ICM", tags=("lifelong", "pixels", "vector"))
+    register("ride", "rlte_plugins.rewards.ride:RIDE", tags=("episodic", "pixels", "vector"))
+    register("disagreement", "rlte_plugins.rewards.disagreement:Disagreement", tags=("lifelong", "pixels", "vector"))
+    register("e3b", "rlte_plugins.rewards.e3b:E3B", tags=("episodic", "pixels", "vector"))
+    register("pseudo_counts", "rlte_plugins.rewards.pseudo_counts:PseudoCounts", tags=("episodic", "pixels", "vector"))
+    register("ngu", "rlte_plugins.rewards.ngu:NGU", tags=("episodic", "lifelong", "pixels", "vector"))
+    register("re3", "rlte_plugins.rewards.re3:RE3", tags=("episodic", "pixels", "vector"))
+    register("rise", "rlte_plugins.rewards.rise:RISE", tags=("episodic", "pixels", "vector"))
+    register("revd", "rlte_plugins.rewards.revd:RevD", tags=("episodic", "pixels", "vector"))

@@ -391,7 +391,11 @@ class Agent:
             raise ComponentArgumentError(f"{self.owner}: pretraining=True learns from the intrinsic reward alone: "
                                          "set(reward=...) first")  # fmt: skip
         if reward is not None:
-            if hasattr(reward, "build"):
+            from rlte_plugins.rewards.base import IntrinsicReward
+
+            if isinstance(reward, IntrinsicReward):
+                reward.build(self.env.observation_spec, self.env.action_spec)
+            elif hasattr(reward, "build"):
                 reward.build(self.env.observation_spec)
             if isinstance(reward, torch.nn.Module):
                 reward.to(self.device)
@@ -472,21 +476,27 @@ class Agent:
         raise NotImplementedError
 
     @torch.no_grad()
-    def _add_intrinsic_reward(self, batch: TensorDictBase) -> torch.Tensor | None:
-        """Count ``batch`` in the intrinsic reward (``reward`` slot), then add ``intrinsic_coef`` times its bonus
-        to ``("next", "reward")`` (or put it in its place when ``pretraining``: reward-free pre-training); returns
-        the bonus's mean (``None`` without an intrinsic reward)."""
+    def _add_intrinsic_reward(self, batch: TensorDictBase, stats: dict[str, Any], train: bool = True) -> None:
+        """Add ``intrinsic_coef`` times the intrinsic reward's bonus (``reward`` slot) of ``batch`` to
+        ``("next", "reward")`` (or put it in its place when ``pretraining``: reward-free pre-training), before any
+        return or advantage is computed; then, with ``train``, train the reward's networks on ``batch``. The
+        bonus's mean goes to ``stats`` as ``charts/intrinsic_reward``, the reward's losses as
+        ``losses/<name>_<loss>``. A batch that already carries its bonus (``("next", "intrinsic_reward")``,
+        stored at collection by episodic rewards off-policy) keeps it."""
         module = self.components.get("reward")
         if module is None:
-            return None
+            return
         following = batch.get("next")
-        if hasattr(module, "update"):
-            module.update(following)
-        bonus = module(following.clone(False)).get("intrinsic_reward")
+        stored = following.get("intrinsic_reward", None)
+        bonus = stored if stored is not None else module(batch.clone(False)).get("intrinsic_reward")
         reward = following.get("reward")
         extrinsic = torch.zeros_like(reward) if getattr(self.config, "pretraining", False) else reward
         following.set("reward", extrinsic + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
-        return bonus.float().mean()
+        stats["charts/intrinsic_reward"] = bonus.float().mean()
+        if train and hasattr(module, "update"):
+            losses = module.update(batch)
+            if isinstance(losses, dict):
+                stats.update(losses)
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         """Every trained parameter (what a non-finite check before a checkpoint looks at)."""

@@ -350,9 +350,7 @@ class OffPolicyAgent(Agent):
         counts = dict.fromkeys(sums, 0)
         for _ in range(due):
             sample = storage.sample()
-            intrinsic = self._add_intrinsic_reward(sample)
-            if intrinsic is not None:
-                stats["charts/intrinsic_reward"] = intrinsic
+            self._add_intrinsic_reward(sample, stats)
             sample = self.prepare_sample(sample)
             for g in self.groups:
                 # the update that makes the count a multiple of `every`: a delayed actor steps with the targets

@@ -272,9 +272,7 @@ class OnPolicyAgent(Agent):
         self.before_update(at)
         stats = batch_statistics(batch)
         with torch.no_grad():
-            intrinsic = self._add_intrinsic_reward(batch)
-            if intrinsic is not None:
-                stats["charts/intrinsic_reward"] = intrinsic
+            self._add_intrinsic_reward(batch, stats)
             rollout = self._advantages(batch)
         target, value = rollout.get("value_target").float(), rollout.get("state_value").float()
         stats["_explained_variance"] = 1 - (target - value).var() / target.var().clamp_min(1e-8)

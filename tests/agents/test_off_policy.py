@@ -193,7 +193,7 @@ def test_pretraining_learns_from_the_intrinsic_reward_alone(name):
     options = {"pretraining": True, "intrinsic_coef": 0.5}
     agent = _pretraining_agent(name, **options).set(reward=_Bonus()).build()
     batch = agent.collect().reshape(-1).clone()
-    agent._add_intrinsic_reward(batch)
+    agent._add_intrinsic_reward(batch, {})
     assert torch.equal(batch["next", "reward"], torch.full_like(batch["next", "reward"], 0.5))
     with pytest.raises(ComponentArgumentError, match="pretraining=True .* set\\(reward=...\\)"):
         _pretraining_agent(name, **options).build()
