@@ -151,3 +151,4 @@ def register_rewards(register: Register) -> None:
     register("re3", "rlte_plugins.rewards.re3:RE3", tags=("episodic", "pixels", "vector"))
     register("rise", "rlte_plugins.rewards.rise:RISE", tags=("episodic", "pixels", "vector"))
     register("revd", "rlte_plugins.rewards.revd:RevD", tags=("episodic", "pixels", "vector"))
+    register("mixture", "rlte_plugins.rewards.mixture:Mixture", tags=("episodic", "lifelong", "pixels", "vector"))

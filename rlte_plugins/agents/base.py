@@ -488,7 +488,7 @@ class Agent:
             return
         following = batch.get("next")
         stored = following.get("intrinsic_reward", None)
-        bonus = stored if stored is not None else module(batch.clone(False)).get("intrinsic_reward")
+        bonus = stored if stored is not None else self.intrinsic_bonus(batch)
         reward = following.get("reward")
         extrinsic = torch.zeros_like(reward) if getattr(self.config, "pretraining", False) else reward
         following.set("reward", extrinsic + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
@@ -497,6 +497,15 @@ class Agent:
             losses = module.update(batch)
             if isinstance(losses, dict):
                 stats.update(losses)
+
+    @torch.no_grad()
+    def intrinsic_bonus(self, batch: TensorDictBase) -> torch.Tensor:
+        """The intrinsic reward's scaled bonus of ``batch``, its weight read at the agent's frame count."""
+        from rlte_plugins.rewards.base import IntrinsicReward
+
+        module = self.components["reward"]
+        kwargs = {"frames": self.frames} if isinstance(module, IntrinsicReward) else {}
+        return module(batch.clone(False), **kwargs).get("intrinsic_reward")
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         """Every trained parameter (what a non-finite check before a checkpoint looks at)."""

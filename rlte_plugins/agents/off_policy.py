@@ -306,6 +306,11 @@ class OffPolicyAgent(Agent):
         self._seed_actions.random = self.frames < self.config.random_frames
         self._collected_from = self.frames
         batch = self.collection.collect()
+        if getattr(self.components.get("reward"), "episodic", False):
+            # an episodic bonus needs the history within the episode, which an i.i.d. sample lacks: computed here,
+            # in time order, and stored with the transition (a lifelong one is recomputed at update time instead)
+            bonus = self.intrinsic_bonus(batch)
+            batch.set(("next", "intrinsic_reward"), bonus.reshape(batch.get(("next", "reward")).shape))
         storage = self.components["storage"]
         storage.add(batch)
         self.frames += batch.numel()

@@ -235,21 +235,26 @@ class IntrinsicReward(nn.Module):
         return bonus / self._reward_rms.var.sqrt().clamp_min(1e-8)
 
     @torch.no_grad()
-    def forward(self, batch: TensorDictBase) -> TensorDictBase:
-        """Write ``"intrinsic_reward"`` (shape ``batch.shape``): the normalised, weighted bonus of ``batch``
-        (counted as ``batch.numel()`` frames for the decay)."""
+    def forward(self, batch: TensorDictBase, frames: int | None = None) -> TensorDictBase:
+        """Write ``"intrinsic_reward"`` (shape ``batch.shape``): the normalised bonus of ``batch`` weighted at
+        ``frames`` env frames (an agent passes its count; without it the reward counts ``batch.numel()`` frames
+        per call)."""
+        if frames is not None:
+            self.frames = int(frames)
         if not self.built:
             raise RuntimeError(f"{self.owner} is not built: call .build(env.observation_spec, env.action_spec)")
         missing = [k for k in self.in_keys if k not in batch.keys(True)]
         if missing:
             raise SpecMismatchError(f"{self.owner} reads {missing[0]!r}, which the batch lacks")
-        if self.obs_norm:
-            obs = batch.get(self.obs_key)
-            if self._obs_rms is not None:
-                self._obs_rms.update(obs.reshape(-1, *obs.shape[batch.batch_dims :]))
+        seeded_now = self._obs_rms is None  # the first batch seeds the statistics inside observations()
         bonus = self.compute(batch).reshape(batch.shape).float()
+        if self.obs_norm and not seeded_now and self._obs_rms is not None:
+            # after the bonus: a batch is normalised with the statistics of the batches before it (RND's order)
+            obs = batch.get(self.obs_key)
+            self._obs_rms.update(obs.reshape(-1, *obs.shape[batch.batch_dims :]))
         weight = self.weight()
-        self.frames += batch.numel()
+        if frames is None:
+            self.frames += batch.numel()
         return batch.set("intrinsic_reward", weight * self._normalize(bonus))
 
     # ---- training -------------------------------------------------------------------------------------------
