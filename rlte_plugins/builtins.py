@@ -25,6 +25,7 @@ def register_envs(register: Register) -> None:
     register("torch_pendulum", f"{torch_native}:TorchPendulum", tags=("vector", "pixels", "continuous", "device"))
     register("torch_mountain_car", f"{torch_native}:TorchMountainCar", tags=("vector", "pixels", "discrete", "device"))
     register("torch_point_mass", f"{torch_native}:TorchPointMass", tags=("vector", "pixels", "continuous", "device"))
+    register("torch_deep_sea", f"{torch_native}:TorchDeepSea", tags=("vector", "discrete", "device", "exploration"))
 
 
 @hookimpl
@@ -148,7 +149,7 @@ def register_rewards(register: Register) -> None:
     register("e3b", "rlte_plugins.rewards.e3b:E3B", tags=("episodic", "pixels", "vector"))
     register("pseudo_counts", "rlte_plugins.rewards.pseudo_counts:PseudoCounts", tags=("episodic", "pixels", "vector"))
     register("ngu", "rlte_plugins.rewards.ngu:NGU", tags=("episodic", "lifelong", "pixels", "vector"))
-    register("re3", "rlte_plugins.rewards.re3:RE3", tags=("episodic", "pixels", "vector"))
-    register("rise", "rlte_plugins.rewards.rise:RISE", tags=("episodic", "pixels", "vector"))
+    register("re3", "rlte_plugins.rewards.re3:RE3", tags=("batch", "pixels", "vector"))
+    register("rise", "rlte_plugins.rewards.rise:RISE", tags=("batch", "pixels", "vector"))
     register("revd", "rlte_plugins.rewards.revd:RevD", tags=("episodic", "pixels", "vector"))
     register("mixture", "rlte_plugins.rewards.mixture:Mixture", tags=("episodic", "lifelong", "pixels", "vector"))

@@ -117,9 +117,20 @@ class IntrinsicReward(nn.Module):
     # ---- building -------------------------------------------------------------------------------------------
 
     def build(self, observation_spec: Composite, action_spec: TensorSpec | None = None) -> IntrinsicReward:
-        """Check the env's specs against :attr:`in_keys` and create the networks (once)."""
+        """Check the env's specs against :attr:`in_keys` and create the networks (once). On an env whose only
+        observation is ``"pixels"``, a reward declared on ``"observation"`` reads the pixels."""
         key = self.obs_key[-1] if isinstance(self.obs_key, tuple) else self.obs_key
         keys = set(observation_spec.keys(True, True))
+        if key == "observation" and key not in keys and "pixels" in keys:
+
+            def to_pixels(k: Any) -> Any:
+                if k == "observation":
+                    return "pixels"
+                return (*k[:-1], "pixels") if isinstance(k, tuple) and k[-1] == "observation" else k
+
+            self.obs_key = to_pixels(self.obs_key)
+            self.in_keys = tuple(to_pixels(k) for k in self.in_keys)
+            key = "pixels"
         needed = [k for k in self.in_keys if (k[-1] if isinstance(k, tuple) else k) in ("observation", "pixels")]
         for k in needed:
             name = k[-1] if isinstance(k, tuple) else k

@@ -26,11 +26,8 @@ def test_rnd_bonus_falls_on_states_seen_many_times_and_stays_high_on_new_ones():
 
 def test_rnd_reads_pixels_through_the_icm_encoder():
     env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, from_pixels=True, image_size=36, frame_stack=2)
-    key = next(k for k in env.observation_spec.keys() if k in ("pixels", "observation"))
-    rnd = rlte_plugins.make("reward", "rnd")
-    rnd.obs_key = ("next", key)
-    rnd.in_keys = (("next", key),)
-    rnd.build(env.observation_spec, env.action_spec)
+    rnd = rlte_plugins.make("reward", "rnd").build(env.observation_spec, env.action_spec)
+    assert rnd.obs_key == ("next", "pixels") and rnd.pixels
     batch = env.rollout(4, break_when_any_done=False)
     assert rnd(batch)["intrinsic_reward"].shape == (2, 4)
     assert rnd.update(batch)["losses/rnd_loss"] > 0

@@ -257,3 +257,63 @@ class TorchPointMass(TorchEnv):
         c = self._canvas
         ring = c.coverage((torch.sqrt(c.x**2 + c.y**2) - 0.04).abs() - 0.008)
         return c.draw((ring, "target"), (c.disc(state[:, 0], state[:, 1], self.radius), "mass"))
+
+
+class TorchDeepSea(TorchEnv):
+    """Deep Sea (Osband et al., 2019, "Behaviour Suite for Reinforcement Learning"): a hard-exploration grid,
+    batched in torch.
+
+    The agent starts at the top-left of a ``size x size`` grid and descends one row per step, moving left or right
+    (which action means right is drawn per cell once, from ``mapping_seed``, as bsuite does, so "always the same
+    action" does not solve it). Every move right costs ``0.01 / size``; reaching the bottom-right cell pays 1. An
+    episode lasts ``size`` steps and terminates. Random actions find the reward with probability ``2 ** -(size -
+    1)``: dithering exploration fails from ``size`` ~ 15, a directed bonus does not. The observation is the one-hot
+    cell (``size * size`` floats).
+
+    Examples:
+        >>> import rlte_plugins, torch
+        >>> env = rlte_plugins.make("env", "torch_deep_sea", size=4, num_envs=2, seed=0)
+        >>> right = env.right  # the action that moves right, per (row, column)
+        >>> td = env.reset()
+        >>> total = torch.zeros(2)
+        >>> for row in range(4):
+        ...     td["action"] = right[row, row].expand(2).clone()
+        ...     td = env.step(td)
+        ...     total += td["next", "reward"].squeeze(-1)
+        ...     td = td["next"]
+        >>> total.tolist(), td["terminated"].squeeze(-1).tolist()
+        ([0.9900000095367432, 0.9900000095367432], [True, True])
+    """
+
+    name = "torch_deep_sea"
+
+    def __init__(self, size: int = 10, mapping_seed: int = 0, **kwargs: object) -> None:
+        from rlte_plugins.errors import positive_int
+
+        self.size = positive_int(f"env {self.name!r}", "size", size)
+        self.obs_dim = self.size * self.size
+        mapping = torch.randint(0, 2, (self.size, self.size), generator=torch.Generator().manual_seed(mapping_seed))
+        kwargs.setdefault("max_episode_steps", 0)  # the episode ends by itself after `size` steps
+        self._mapping = mapping
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.right = mapping.to(self.device)
+
+    def action_spec_for(self, num_envs: int, device: torch.device) -> TensorSpec:
+        return Categorical(2, shape=(num_envs,), dtype=torch.int64, device=device)
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, 2, device=self.device)  # (row, column)
+
+    def dynamics(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        row, col = state.long().unbind(-1)
+        right = action.reshape(-1).long() == self._mapping.to(state.device)[row, col]
+        col = torch.where(right, (col + 1).clamp(max=self.size - 1), (col - 1).clamp(min=0))
+        row = row + 1
+        terminated = row >= self.size
+        reward = torch.where(right, -0.01 / self.size, 0.0) + ((col == self.size - 1) & terminated).float()
+        return torch.stack((row, col), -1).float(), reward, terminated
+
+    def observe(self, state: torch.Tensor) -> torch.Tensor:
+        row, col = state.long().unbind(-1)
+        cell = (row.clamp(max=self.size - 1) * self.size + col).long()
+        return torch.nn.functional.one_hot(cell, self.size * self.size).float()
