@@ -22,6 +22,7 @@ time and store them with the transition; lifelong ones are recomputed on sampled
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -38,11 +39,17 @@ NEXT_OBS = ("next", "observation")
 REWARD_NORMS = ("none", "std", "return")
 
 
-def _number(owner: str, name: str, value: Any, low: float | None = None, high: float | None = None) -> float:
+def number(
+    owner: str, name: str, value: Any, low: float | None = None, high: float | None = None, strict: bool = False
+) -> float:
+    """``value`` as a float if it is a finite number in ``[low, high]`` (``low`` excluded when ``strict``), else
+    one :class:`ComponentArgumentError` line naming ``owner`` and the argument."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ComponentArgumentError(f"{owner}: {name} must be a number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+    too_low = low is not None and (value < low or (strict and value == low))
+    if too_low or (high is not None and value > high):
+        left = "(" if strict else "["
+        bounds = f"in {left}{low}, {high}]" if high is not None else f"{'>' if strict else '>='} {low:g}"
         raise ComponentArgumentError(f"{owner}: {name} must be {bounds}, got {value!r}")
     return float(value)
 
@@ -83,18 +90,16 @@ class IntrinsicReward(nn.Module):
     ) -> None:
         super().__init__()
         owner = self.owner
-        self.beta = _number(owner, "beta", beta, 0.0)
-        self.kappa = _number(owner, "kappa", kappa, 0.0, 1.0)
+        self.beta = number(owner, "beta", beta, 0.0)
+        self.kappa = number(owner, "kappa", kappa, 0.0, 1.0)
         if reward_norm not in REWARD_NORMS:
             raise ComponentArgumentError(f"{owner}: reward_norm must be one of {', '.join(REWARD_NORMS)}, got "
                                          f"{reward_norm!r}")  # fmt: skip
         self.reward_norm = reward_norm
-        self.gamma = _number(owner, "gamma", gamma, 0.0, 1.0)
+        self.gamma = number(owner, "gamma", gamma, 0.0, 1.0)
         self.obs_norm = bool(obs_norm)
-        self.update_proportion = _number(owner, "update_proportion", update_proportion, 0.0, 1.0)
-        if self.update_proportion == 0.0:
-            raise ComponentArgumentError(f"{owner}: update_proportion must be in (0, 1], got 0")
-        self.lr = _number(owner, "lr", lr, 0.0)
+        self.update_proportion = number(owner, "update_proportion", update_proportion, 0.0, 1.0, strict=True)
+        self.lr = number(owner, "lr", lr, 0.0)
         self.seed = int(seed)
         self.obs_shape: tuple[int, ...] | None = None
         self.obs_dtype: torch.dtype | None = None
@@ -319,7 +324,8 @@ class IntrinsicReward(nn.Module):
             setattr(self, f"_{name}_rms", rms)
         self._return_acc = state["return_acc"]
         if self.optimizer is not None and state["optimizer"] is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+            # a copy: an optimiser loaded from another live module must not share its moment tensors with it
+            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.load_memory_state(state["memory"])
 
     def memory_state(self) -> Any:

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from rlte_plugins.rewards.embedding import EmbeddingReward, number
+from rlte_plugins.rewards.base import number
+from rlte_plugins.rewards.embedding import EmbeddingReward
 
 
 class E3B(EmbeddingReward):
@@ -60,7 +61,7 @@ class E3B(EmbeddingReward):
         seed: int = 0,
     ) -> None:
         super().__init__(beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, latent_dim, hidden, seed)
-        self.ridge = number(self.owner, "ridge", ridge)
+        self.ridge = number(self.owner, "ridge", ridge, 0.0, strict=True)
         self._cov_inv: torch.Tensor | None = None  # [num_envs, latent_dim, latent_dim]
 
     @torch.no_grad()

@@ -9,9 +9,7 @@ for the episodic memories its subclasses keep.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -20,16 +18,6 @@ from torch.nn import functional as F
 
 from rlte_plugins.errors import ComponentArgumentError, positive_int
 from rlte_plugins.rewards.base import NEXT_OBS, IntrinsicReward, episode_ends
-
-
-def number(owner: str, name: str, value: Any, low: float = 0.0, strict: bool = True) -> float:
-    """``value`` as a float if it is a finite number above ``low`` (or equal to it unless ``strict``), else one
-    :class:`ComponentArgumentError` line naming ``owner`` and the argument."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ComponentArgumentError(f"{owner}: {name} must be a number, got {value!r}")
-    if value < low or (strict and value == low):
-        raise ComponentArgumentError(f"{owner}: {name} must be {'>' if strict else '>='} {low:g}, got {value!r}")
-    return float(value)
 
 
 class InverseDynamics(nn.Module):

@@ -11,7 +11,7 @@ from torchrl.data import Composite, TensorSpec
 
 from rlte_plugins.errors import positive_int
 from rlte_plugins.optim.normalization import RunningMeanStd
-from rlte_plugins.rewards.embedding import number
+from rlte_plugins.rewards.base import number
 from rlte_plugins.rewards.pseudo_counts import PseudoCounts
 from rlte_plugins.rewards.rnd import RND
 
@@ -73,7 +73,7 @@ class NGU(PseudoCounts):
             beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, latent_dim, hidden, k, kernel_epsilon,
             cluster_distance, c, max_similarity, capacity, seed,
         )  # fmt: skip
-        self.max_modulation = number(self.owner, "max_modulation", max_modulation, 1.0, strict=False)
+        self.max_modulation = number(self.owner, "max_modulation", max_modulation, 1.0)
         rnd_latent_dim = positive_int(self.owner, "rnd_latent_dim", rnd_latent_dim)
         # NGU normalises the observations itself (one set of statistics for both networks) and the bonus as a whole
         self.rnd = RND(reward_norm="none", obs_norm=False, latent_dim=rnd_latent_dim, hidden=self.hidden, seed=seed + 1)

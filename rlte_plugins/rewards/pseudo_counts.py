@@ -10,7 +10,8 @@ import torch
 from tensordict import TensorDictBase
 
 from rlte_plugins.errors import positive_int
-from rlte_plugins.rewards.embedding import EmbeddingReward, number
+from rlte_plugins.rewards.base import number
+from rlte_plugins.rewards.embedding import EmbeddingReward
 
 
 class PseudoCounts(EmbeddingReward):
@@ -78,10 +79,10 @@ class PseudoCounts(EmbeddingReward):
         super().__init__(beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, latent_dim, hidden, seed)
         owner = self.owner
         self.k = positive_int(owner, "k", k)
-        self.kernel_epsilon = number(owner, "kernel_epsilon", kernel_epsilon)
-        self.cluster_distance = number(owner, "cluster_distance", cluster_distance, strict=False)
-        self.c = number(owner, "c", c)
-        self.max_similarity = number(owner, "max_similarity", max_similarity)
+        self.kernel_epsilon = number(owner, "kernel_epsilon", kernel_epsilon, 0.0, strict=True)
+        self.cluster_distance = number(owner, "cluster_distance", cluster_distance, 0.0)
+        self.c = number(owner, "c", c, 0.0, strict=True)
+        self.max_similarity = number(owner, "max_similarity", max_similarity, 0.0, strict=True)
         self.capacity = positive_int(owner, "capacity", capacity)
         self._memory: torch.Tensor | None = None  # [num_envs, allocated <= capacity, latent_dim]
         self._count: torch.Tensor | None = None  # [num_envs]: steps of the current episode (fill = min(., capacity))
