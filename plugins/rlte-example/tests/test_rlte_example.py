@@ -32,13 +32,22 @@ def test_residual_mlp_trains():
     assert losses[-1] < 0.1 * losses[0]
 
 
+def _next(observation):
+    return TensorDict({"next": {"observation": observation}}, batch_size=observation.shape[:1])
+
+
 def test_simhash_bonus_decays_with_visits_and_separates_states():
-    bonus = rlte_plugins.make("reward", "simhash_count", beta=1.0, bits=16)
-    seen = TensorDict(observation=torch.tensor([[1.0, -2.0, 0.5]]).repeat(4, 1), batch_size=[4])
-    novel = TensorDict(observation=torch.tensor([[-1.0, 2.0, -0.5]]), batch_size=[1])
+    env = rlte_plugins.make("env", "dummy_continuous", num_envs=4)
+    bonus = rlte_plugins.make("reward", "simhash_count", beta=1.0, bits=16).build(env.observation_spec)
+    size = env.observation_spec["observation"].shape[-1]
+    seen = _next(torch.linspace(-1.0, 1.0, size).repeat(4, 1))
+    novel = _next(-torch.linspace(-1.0, 1.0, size).reshape(1, -1))
     bonus.update(seen)
-    assert torch.allclose(bonus(seen)["intrinsic_reward"], torch.full((4, 1), 0.5))
+    assert torch.allclose(bonus(seen)["intrinsic_reward"], torch.full((4,), 0.5))
     assert bonus(novel)["intrinsic_reward"].item() == 1.0
+    restored = rlte_plugins.make("reward", "simhash_count", beta=1.0, bits=16).build(env.observation_spec)
+    restored.load_state_dict(bonus.state_dict())  # counts and projection resume exactly
+    assert torch.equal(restored(seen)["intrinsic_reward"], bonus(seen)["intrinsic_reward"])
 
 
 def test_bad_arguments_are_one_clear_error():
