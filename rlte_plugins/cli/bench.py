@@ -1,4 +1,5 @@
-"""``rlte bench BENCHMARK``: suite (a suite file's runs into a results folder, optionally published to W&B), cartpole
+"""``rlte bench BENCHMARK``: suite (a suite file's runs into a results folder, optionally published to W&B), rewards
+(the cost of each intrinsic reward), cartpole
 (returns over seeds), envs (steps/s), throughput (against rl8), ppo (CleanRL's settings), encoders, drqv2 (returns
 and frames/s beside the authors')."""
 
@@ -78,6 +79,15 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--repeats", type=int, default=10, help="timings per figure; the median is shown")
     b.add_argument("--device", default="cpu")
     b.set_defaults(func=run_encoders)
+    b = bench.add_parser("rewards", help="ms of each intrinsic reward's compute and update per 1,000 transitions")
+    b.add_argument("names", nargs="*", help="rewards to time (default: every registered one but mixture)")
+    b.add_argument("--inputs", nargs="+", default=["vectors", "pixels"], help="vectors (64 floats) and/or pixels "
+                   "(84x84x4 uint8)")  # fmt: skip
+    b.add_argument("--num-envs", type=positive_int, default=8)
+    b.add_argument("--num-steps", type=positive_int, default=128)
+    b.add_argument("--repeats", type=positive_int, default=3, help="timed calls (median shown)")
+    b.add_argument("--device", default="cpu")
+    b.set_defaults(func=run_rewards)
     b = bench.add_parser("drqv2", help="DrQ-v2 on DMC pixels beside the authors' returns and frames/s")
     b.add_argument("--updates", action="store_true", help="time the update and end-to-end frames/s instead of returns")
     b.add_argument("--tasks", nargs="+", default=["cartpole_swingup", "walker_walk", "cheetah_run"], help="DMC tasks")
@@ -115,6 +125,13 @@ def run_suite(args: argparse.Namespace) -> int:
         return EXIT_OK
     suite.run_suite(spec, args.output, wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
                     threads=args.threads, progress=args.progress)  # fmt: skip
+    return EXIT_OK
+
+
+def run_rewards(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.rewards import benchmark
+
+    benchmark(args.names or None, args.inputs, args.num_envs, args.num_steps, args.repeats, args.device)
     return EXIT_OK
 
 
