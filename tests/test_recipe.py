@@ -154,3 +154,20 @@ def test_rlte_train_runs_the_yaml_recipe(tmp_path, one_thread, name, overrides):
     assert main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["frames"] == 100 and len(summary["eval_returns"]) == 1
+
+
+def test_ppo_rnd_recipe_matches_its_config_and_runs(tmp_path, one_thread):
+    recipe = load_recipe("ppo_rnd_minigrid")
+    args = dataclasses.asdict(recipe.Args())
+    config = normalize_config(load_config("ppo_rnd_minigrid")[0])
+    for key, value in config["agent"].items():
+        if key != "name":
+            assert args[key] == value, key
+    assert args["task"] == config["env"]["task"] and args["num_envs"] == config["env"]["num_envs"]
+    reward = config["reward"]
+    assert (args["rnd_lr"], args["update_proportion"]) == (reward["lr"], reward["update_proportion"])
+    assert args["frames"] == config["train"]["total_frames"]
+    success = recipe.main(recipe.parse_args(["--frames", "256", "--num-envs", "2", "--num-steps", "32",
+                                             "--eval-episodes", "1", "--task", "Empty-5x5", "--logger", "none",
+                                             "--output", str(tmp_path / "run")]))  # fmt: skip
+    assert 0.0 <= success <= 1.0 and (tmp_path / "run" / "checkpoint.pt").is_file()
