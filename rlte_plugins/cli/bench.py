@@ -1,5 +1,5 @@
 """``rlte bench BENCHMARK``: suite (a suite file's runs into a results folder, optionally published to W&B), rewards
-(the cost of each intrinsic reward), cartpole
+(the cost of each intrinsic reward), exploration (success rates of bonuses on DoorKey), cartpole
 (returns over seeds), envs (steps/s), throughput (against rl8), ppo (CleanRL's settings), encoders, drqv2 (returns
 and frames/s beside the authors')."""
 
@@ -88,6 +88,17 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--repeats", type=positive_int, default=3, help="timed calls (median shown)")
     b.add_argument("--device", default="cpu")
     b.set_defaults(func=run_rewards)
+    b = bench.add_parser("exploration", help="PPO and PPO with exploration bonuses on MiniGrid DoorKey: success "
+                         "rates with intervals beside the published ones")  # fmt: skip
+    b.add_argument("bonuses", nargs="*", default=["ppo", "re3", "icm", "rnd"],
+                   help="ppo (no bonus) and reward names (default ppo re3 icm rnd)")  # fmt: skip
+    b.add_argument("--task", default="MiniGrid-DoorKey-8x8-v0", help="MiniGrid task")
+    b.add_argument("--frames", type=positive_int, default=1_000_000, help="frames per run")
+    b.add_argument("--seeds", type=positive_int, default=5, help="seeds per algorithm")
+    b.add_argument("--eval-episodes", type=positive_int, default=32, help="final deterministic episodes per run")
+    b.add_argument("--output", help="results folder (default results/exploration; rerunning resumes)")
+    b.add_argument("--threads", type=positive_int, help="torch's CPU thread count in every run")
+    b.set_defaults(func=run_exploration)
     b = bench.add_parser("drqv2", help="DrQ-v2 on DMC pixels beside the authors' returns and frames/s")
     b.add_argument("--updates", action="store_true", help="time the update and end-to-end frames/s instead of returns")
     b.add_argument("--tasks", nargs="+", default=["cartpole_swingup", "walker_walk", "cheetah_run"], help="DMC tasks")
@@ -132,6 +143,13 @@ def run_rewards(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.rewards import benchmark
 
     benchmark(args.names or None, args.inputs, args.num_envs, args.num_steps, args.repeats, args.device)
+    return EXIT_OK
+
+
+def run_exploration(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.exploration import benchmark
+
+    benchmark(args.bonuses, args.task, args.frames, args.seeds, args.eval_episodes, args.output, args.threads)
     return EXIT_OK
 
 
