@@ -476,13 +476,17 @@ class Agent:
         raise NotImplementedError
 
     @torch.no_grad()
-    def _add_intrinsic_reward(self, batch: TensorDictBase, stats: dict[str, Any], train: bool = True) -> None:
+    def _add_intrinsic_reward(
+        self, batch: TensorDictBase, stats: dict[str, Any], train: bool = True, separate: bool = False
+    ) -> None:
         """Add ``intrinsic_coef`` times the intrinsic reward's bonus (``reward`` slot) of ``batch`` to
         ``("next", "reward")`` (or put it in its place when ``pretraining``: reward-free pre-training), before any
         return or advantage is computed; then, with ``train``, train the reward's networks on ``batch``. The
         bonus's mean goes to ``stats`` as ``charts/intrinsic_reward``, the reward's losses as
         ``losses/<name>_<loss>``. A batch that already carries its bonus (``("next", "intrinsic_reward")``,
-        stored at collection by episodic rewards off-policy) keeps it."""
+        stored at collection by episodic rewards off-policy) keeps it. With ``separate`` (a two-stream critic) the
+        bonus stays apart, as ``("next", "intrinsic_reward")``, and the reward is the extrinsic one (zero when
+        ``pretraining``)."""
         module = self.components.get("reward")
         if module is None:
             return
@@ -491,7 +495,12 @@ class Agent:
         bonus = stored if stored is not None else self.intrinsic_bonus(batch)
         reward = following.get("reward")
         extrinsic = torch.zeros_like(reward) if getattr(self.config, "pretraining", False) else reward
-        following.set("reward", extrinsic + self.config.intrinsic_coef * bonus.reshape(reward.shape).to(reward.dtype))
+        bonus = bonus.reshape(reward.shape).to(reward.dtype)
+        if separate:
+            following.set("reward", extrinsic)
+            following.set("intrinsic_reward", bonus)
+        else:
+            following.set("reward", extrinsic + self.config.intrinsic_coef * bonus)
         stats["charts/intrinsic_reward"] = bonus.float().mean()
         if train and hasattr(module, "update"):
             losses = module.update(batch)

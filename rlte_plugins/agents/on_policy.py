@@ -11,7 +11,9 @@ through time over stored states (with optional burn-in), on both strategies.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import itertools
 from typing import Any, ClassVar
 
 import torch
@@ -60,6 +62,12 @@ class OnPolicyConfig(AgentConfig):
     intrinsic_coef: float = option(1.0, "weight of the intrinsic reward (set(reward=...)), added before GAE", low=0.0)
     pretraining: bool = option(False, "learn from the intrinsic reward alone (set(reward=...)): reward-free "
                                "pre-training")  # fmt: skip
+    intrinsic_critic: bool = option(False, "give the intrinsic reward its own value head and discount, with "
+                                    "non-episodic returns (RND's two-stream critic); the advantage is extrinsic_coef "
+                                    "A_ext + intrinsic_coef A_int")  # fmt: skip
+    intrinsic_gamma: float = option(0.99, "discount of the intrinsic stream (intrinsic_critic)", low=0.0, high=1.0,
+                                    low_open=True)  # fmt: skip
+    extrinsic_coef: float = option(1.0, "weight of the extrinsic advantage (intrinsic_critic; RND: 2)", low=0.0)
     recurrent: dict | None = option(None, "LSTM/GRU policy: {cell: lstm|gru, hidden_size, sequence_length, burn_in}",
                                     types=(dict, type(None)))  # fmt: skip
     collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl or direct", choices=STRATEGIES)
@@ -115,6 +123,8 @@ class OnPolicyAgent(Agent):
                 raise ComponentArgumentError(f"{self.owner}: compile/cudagraphs do not support recurrent policies")
             if c.normalize_observation:
                 raise ComponentArgumentError(f"{self.owner}: normalize_observation is not supported with recurrent")
+            if c.intrinsic_critic:
+                raise ComponentArgumentError(f"{self.owner}: intrinsic_critic is not supported with recurrent")
         if c.num_minibatches % c.grad_accumulation:
             # accumulate over the minibatches of one epoch (rl8's meaning): a remainder would mix epochs, or with
             # the whole batch as one minibatch never step the optimiser at all
@@ -176,6 +186,15 @@ class OnPolicyAgent(Agent):
             shape = self.env.observation_spec["observation"].shape[len(self.env.batch_size) :]
             self.obs_norm = ObservationNorm(shape, self.device)
         self._actor = policy.actor if self.obs_norm is None else TensorDictSequential(self.obs_norm, policy.actor)
+        self.int_critic: torch.nn.Module | None = None
+        self.metrics = dict(self.loss_metrics)
+        if c.intrinsic_critic:
+            if "reward" not in self.components:
+                raise ComponentArgumentError(f"{self.owner}: intrinsic_critic=True needs an intrinsic reward: "
+                                             "set(reward=...) first")  # fmt: skip
+            # the extrinsic critic's architecture (and starting weights), its own trunk and head from here on
+            self.int_critic = copy.deepcopy(policy.critic).to(self.device)
+            self.metrics["loss_intrinsic_value"] = "losses/intrinsic_value_loss"
         self.loss_module = self.make_loss()
         self.loss_module.set_keys(value_target="value_target", sample_log_prob="action_log_prob")
         # the policy on plain tensors, where every part of it has that path: direct collection acts with it and
@@ -184,8 +203,9 @@ class OnPolicyAgent(Agent):
         if self.tensor_policy is not None and hasattr(self.loss_module, "use_tensor_path"):
             self.loss_module.use_tensor_path(self.tensor_policy)
         lr = Schedule.parse(c.lr, self.owner)
+        trained = [*policy.parameters(), *(self.int_critic.parameters() if self.int_critic is not None else ())]
         self.engine = UpdateEngine(
-            policy.parameters(), device=self.device, lr=lr, eps=c.adam_eps, max_grad_norm=c.max_grad_norm,
+            trained, device=self.device, lr=lr, eps=c.adam_eps, max_grad_norm=c.max_grad_norm,
             amp=c.amp, compile=c.compile, cudagraphs=c.cudagraphs, chunk_size=c.chunk_size,
             grad_accumulation=c.grad_accumulation, owner=self.owner,
         )  # fmt: skip
@@ -272,14 +292,14 @@ class OnPolicyAgent(Agent):
         self.before_update(at)
         stats = batch_statistics(batch)
         with torch.no_grad():
-            self._add_intrinsic_reward(batch, stats)
+            self._add_intrinsic_reward(batch, stats, separate=self.int_critic is not None)
             rollout = self._advantages(batch)
         target, value = rollout.get("value_target").float(), rollout.get("state_value").float()
         stats["_explained_variance"] = 1 - (target - value).var() / target.var().clamp_min(1e-8)
         flat = self._samples(rollout)
         rows = flat.shape[0]
         mb = rows // c.num_minibatches
-        sums = torch.zeros(len(self.loss_metrics), device=self.device)
+        sums = torch.zeros(len(self.metrics), device=self.device)
         count = 0  # minibatches of this update, across epochs: the optimiser steps every grad_accumulation
         rows_per_chunk = max(1, c.chunk_size // self.sequence_length)
         for _ in range(c.epochs):
@@ -300,7 +320,7 @@ class OnPolicyAgent(Agent):
                 break  # one extra actor pass and one host transfer per epoch, only when asked
         self.engine.zero_grad()  # nothing of this batch's gradient reaches the next one
         self.iterations += 1
-        stats.update(zip(self.loss_metrics.values(), sums / max(count, 1), strict=True))
+        stats.update(zip(self.metrics.values(), sums / max(count, 1), strict=True))
         stats["losses/explained_variance"] = stats.pop("_explained_variance")
         stats["charts/learning_rate"] = lr
         stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()
@@ -327,6 +347,17 @@ class OnPolicyAgent(Agent):
             data.get(("next", "done")), data.get(("next", "terminated")), time_dim=1,
         )  # fmt: skip
         out = data.select(*self._keep_keys(data))
+        if self.int_critic is not None:
+            # RND's intrinsic stream: its own values and discount, and returns that run across episode ends (the
+            # novelty of what follows a reset is still worth reaching)
+            bonus = data.get(("next", "intrinsic_reward")).float().reshape(reward.shape)
+            int_values, int_next = self._values(data, self.int_critic)
+            never = torch.zeros_like(data.get(("next", "done")))
+            int_adv, int_target = vec_generalized_advantage_estimate(
+                c.intrinsic_gamma, c.gae_lambda, int_values, int_next, bonus, never, never, time_dim=1
+            )
+            adv = c.extrinsic_coef * adv + c.intrinsic_coef * int_adv
+            out.set("value_target_int", int_target)
         out.set("advantage", adv)
         out.set("value_target", target)
         out.set("state_value", values)
@@ -339,11 +370,12 @@ class OnPolicyAgent(Agent):
         present = set(data.keys(True))
         return [k for k in wanted if k in present]
 
-    def _critic_rows(self, td: TensorDictBase) -> torch.Tensor:
+    def _critic_rows(self, td: TensorDictBase, critic: Any = None) -> torch.Tensor:
         """``V`` over cache-sized chunks of the flattened rows."""
-        return run_chunked(self.policy.critic, td, self.config.chunk_size, ["state_value"]).get("state_value").float()
+        critic = self.policy.critic if critic is None else critic
+        return run_chunked(critic, td, self.config.chunk_size, ["state_value"]).get("state_value").float()
 
-    def _values(self, data: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+    def _values(self, data: TensorDictBase, critic: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``V(obs)`` and ``V(next obs)`` with one critic pass over the batch: the next observation of step ``t``
         is the observation of step ``t + 1`` except after the last step and where an env was reset, the only
         next observations evaluated separately."""
@@ -353,14 +385,14 @@ class OnPolicyAgent(Agent):
             values = self.policy.critic(data.clone().exclude("next")).get("state_value").float()
             return values, self.policy.critic(data.get("next").clone()).get("state_value").float()
         keys = [k for k in self.policy.critic.in_keys if k in data.keys(True)]
-        values = self._critic_rows(data.select(*keys))
+        values = self._critic_rows(data.select(*keys), critic)
         nxt = data.get("next").select(*keys)
-        last = self._critic_rows(nxt[:, -1])
+        last = self._critic_rows(nxt[:, -1], critic)
         next_values = torch.cat([values[:, 1:], last.unsqueeze(1)], dim=1)
         reset = data.get(("next", "done"))[:, :-1].squeeze(-1)
         rows, cols = reset.nonzero(as_tuple=True)
         if rows.numel():
-            next_values[rows, cols] = self._critic_rows(nxt[rows, cols])
+            next_values[rows, cols] = self._critic_rows(nxt[rows, cols], critic)
         return values, next_values
 
     # -- the update ---------------------------------------------------------------------------------------
@@ -393,7 +425,12 @@ class OnPolicyAgent(Agent):
             piece = self._burn_in(piece)
         with self._policy_mode():
             out = self._loss(piece)
-        return self._loss_terms_of(out, list(self.loss_metrics))
+        if self.int_critic is not None:
+            keys = [k for k in self.policy.critic.in_keys if k in piece.keys(True)]
+            value = self.int_critic(piece.select(*keys)).get("state_value").float()
+            target = piece.get("value_target_int").float().reshape(value.shape)
+            out.set("loss_intrinsic_value", self.config.value_coef * (value - target).pow(2).mean())
+        return self._loss_terms_of(out, list(self.metrics))
 
     @torch.no_grad()
     def _burn_in(self, piece: TensorDictBase) -> TensorDictBase:
@@ -432,6 +469,7 @@ class OnPolicyAgent(Agent):
     def _state(self) -> dict[str, Any]:
         return {
             "policy": self.policy.state_dict(),
+            "int_critic": None if self.int_critic is None else self.int_critic.state_dict(),
             "engine": self.engine.state_dict(),
             "obs_norm": None if self.obs_norm is None else self.obs_norm.state_dict(),
             "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
@@ -441,6 +479,8 @@ class OnPolicyAgent(Agent):
 
     def _load_state(self, state: Any) -> None:
         self.policy.load_state_dict(state["policy"])
+        if self.int_critic is not None:
+            self.int_critic.load_state_dict(state["int_critic"])
         self.engine.load_state_dict(state["engine"])
         if self.obs_norm is not None:
             self.obs_norm.load_state_dict(state["obs_norm"])
@@ -451,4 +491,5 @@ class OnPolicyAgent(Agent):
 
     def parameters(self) -> Any:
         self.build()
-        return self.policy.parameters()
+        extra = () if self.int_critic is None else self.int_critic.parameters()
+        return itertools.chain(self.policy.parameters(), extra)

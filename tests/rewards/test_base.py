@@ -164,3 +164,39 @@ def test_pretraining_then_fine_tuning_starts_from_the_pretrained_weights(tmp_pat
     extrinsic = batch["next", "reward"].clone()
     tuned.step(batch)
     assert torch.equal(batch["next", "reward"], extrinsic)  # the task reward alone
+
+
+def test_a_two_stream_critic_adds_a_non_episodic_intrinsic_advantage_with_its_own_discount():
+    agent = rlte_plugins.make("agent", "ppo", env={"name": "torch_cartpole", "max_episode_steps": 5}, num_envs=3,
+                              num_steps=8, num_minibatches=1, seed=0, intrinsic_critic=True, extrinsic_coef=2.0,
+                              intrinsic_coef=0.5, intrinsic_gamma=0.9).set(reward=Step(reward_norm="none"))  # fmt: skip
+    batch = agent.collect()
+    extrinsic = batch["next", "reward"].clone()
+    agent._add_intrinsic_reward(batch, {}, separate=True)
+    assert torch.equal(batch["next", "reward"], extrinsic)  # the bonus stays apart
+    bonus = batch["next", "intrinsic_reward"].squeeze(-1)
+    assert torch.allclose(bonus, batch["next", "observation"][..., 0])
+    assert batch["next", "done"].any()  # episodes end inside the batch: the intrinsic return runs across them
+    with torch.no_grad():
+        rollout = agent._advantages(batch.clone())
+        plain = rlte_plugins.make("agent", "ppo", env={"name": "torch_cartpole", "max_episode_steps": 5}, num_envs=3,
+                                  num_steps=8, num_minibatches=1, seed=0).build()  # fmt: skip
+        plain.policy.load_state_dict(agent.policy.state_dict())
+        ext = plain._advantages(batch.clone())["advantage"].squeeze(-1)
+        values, next_values = (v.squeeze(-1) for v in agent._values(batch, agent.int_critic))
+    lam, gamma = agent.config.gae_lambda, 0.9
+    expected = torch.zeros_like(bonus)
+    running = torch.zeros(3)
+    for t in reversed(range(8)):  # GAE with no episode boundary
+        delta = bonus[:, t] + gamma * next_values[:, t] - values[:, t]
+        running = delta + gamma * lam * running
+        expected[:, t] = running
+    assert torch.allclose(rollout["advantage"].squeeze(-1), 2.0 * ext + 0.5 * expected, atol=1e-5)
+    assert torch.allclose(rollout["value_target_int"].squeeze(-1), expected + values, atol=1e-5)
+    stats = agent.step(batch)
+    assert float(stats["losses/intrinsic_value_loss"]) > 0
+
+
+def test_a_two_stream_critic_needs_a_reward():
+    with pytest.raises(ComponentArgumentError, match="intrinsic_critic=True needs an intrinsic reward"):
+        rlte_plugins.make("agent", "ppo", env="torch_cartpole", intrinsic_critic=True).build()
