@@ -477,22 +477,29 @@ class Agent:
 
     @torch.no_grad()
     def _add_intrinsic_reward(
-        self, batch: TensorDictBase, stats: dict[str, Any], train: bool = True, separate: bool = False
+        self,
+        batch: TensorDictBase,
+        stats: dict[str, Any],
+        train: bool = True,
+        separate: bool = False,
+        stored: bool = False,
+        frames: int | None = None,
     ) -> None:
         """Add ``intrinsic_coef`` times the intrinsic reward's bonus (``reward`` slot) of ``batch`` to
         ``("next", "reward")`` (or put it in its place when ``pretraining``: reward-free pre-training), before any
         return or advantage is computed; then, with ``train``, train the reward's networks on ``batch``. The
         bonus's mean goes to ``stats`` as ``charts/intrinsic_reward``, the reward's losses as
-        ``losses/<name>_<loss>``. A batch that already carries its bonus (``("next", "intrinsic_reward")``,
-        stored at collection by episodic rewards off-policy) keeps it. With ``separate`` (a two-stream critic) the
+        ``losses/<name>_<loss>``. With ``stored``, a batch that already carries its bonus
+        (``("next", "intrinsic_reward")``, stored at collection by episodic rewards off-policy) keeps it; the
+        weight is read at ``frames`` (default: the agent's count). With ``separate`` (a two-stream critic) the
         bonus stays apart, as ``("next", "intrinsic_reward")``, and the reward is the extrinsic one (zero when
         ``pretraining``)."""
         module = self.components.get("reward")
         if module is None:
             return
         following = batch.get("next")
-        stored = following.get("intrinsic_reward", None)
-        bonus = stored if stored is not None else self.intrinsic_bonus(batch)
+        kept = following.get("intrinsic_reward", None) if stored else None
+        bonus = kept if kept is not None else self.intrinsic_bonus(batch, frames)
         reward = following.get("reward")
         extrinsic = torch.zeros_like(reward) if getattr(self.config, "pretraining", False) else reward
         bonus = bonus.reshape(reward.shape).to(reward.dtype)
@@ -508,12 +515,13 @@ class Agent:
                 stats.update(losses)
 
     @torch.no_grad()
-    def intrinsic_bonus(self, batch: TensorDictBase) -> torch.Tensor:
-        """The intrinsic reward's scaled bonus of ``batch``, its weight read at the agent's frame count."""
+    def intrinsic_bonus(self, batch: TensorDictBase, frames: int | None = None) -> torch.Tensor:
+        """The intrinsic reward's scaled bonus of ``batch``, its weight read at ``frames`` (default: the agent's
+        frame count)."""
         from rlte_plugins.rewards.base import IntrinsicReward
 
         module = self.components["reward"]
-        kwargs = {"frames": self.frames} if isinstance(module, IntrinsicReward) else {}
+        kwargs = {"frames": self.frames if frames is None else frames} if isinstance(module, IntrinsicReward) else {}
         return module(batch.clone(False), **kwargs).get("intrinsic_reward")
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:

@@ -222,6 +222,12 @@ class OffPolicyAgent(Agent):
                 f"nstep_replay), not {getattr(storage, 'name', type(storage).__name__)!r}"
             )
         storage_gamma = getattr(storage, "gamma", None)
+        if storage_gamma is not None and "reward" in self.components:
+            # the n-step transform sums the task reward only, and ("next", obs) becomes s_{t+n}: a bonus would be
+            # counted once, of the wrong transition
+            name = getattr(storage, "name", type(storage).__name__)
+            raise ComponentArgumentError(f"{self.owner}: an intrinsic reward does not combine with n-step storage "
+                                         f"{name!r}: use 'replay'")  # fmt: skip
         if storage_gamma is not None and storage_gamma != c.gamma:
             raise ComponentArgumentError(
                 f"{self.owner}: storage {getattr(storage, 'name', type(storage).__name__)!r} sums n-step rewards with "
@@ -355,7 +361,7 @@ class OffPolicyAgent(Agent):
         counts = dict.fromkeys(sums, 0)
         for _ in range(due):
             sample = storage.sample()
-            self._add_intrinsic_reward(sample, stats)
+            self._add_intrinsic_reward(sample, stats, stored=True)
             sample = self.prepare_sample(sample)
             for g in self.groups:
                 # the update that makes the count a multiple of `every`: a delayed actor steps with the targets

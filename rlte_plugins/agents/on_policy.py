@@ -180,6 +180,12 @@ class OnPolicyAgent(Agent):
         policy.to(self.device)
         self.policy = policy
         self.obs_norm: ObservationNorm | None = None
+        if c.normalize_observation and "reward" in self.components:
+            # the batch holds the policy's normalised observations, whose statistics move every batch: counts and
+            # (s, s') pairs of a reward would change meaning from one batch to the next
+            raise ComponentArgumentError(f"{self.owner}: normalize_observation normalises the observations an "
+                                         "intrinsic reward reads too; normalise them in the reward instead "
+                                         "(its obs_norm=True)")  # fmt: skip
         if c.normalize_observation:
             if "observation" not in self.env.observation_spec.keys():
                 raise SpecMismatchError(f"{self.owner}: normalize_observation needs an 'observation' key")
@@ -292,7 +298,7 @@ class OnPolicyAgent(Agent):
         self.before_update(at)
         stats = batch_statistics(batch)
         with torch.no_grad():
-            self._add_intrinsic_reward(batch, stats, separate=self.int_critic is not None)
+            self._add_intrinsic_reward(batch, stats, separate=self.int_critic is not None, frames=at)
             rollout = self._advantages(batch)
         target, value = rollout.get("value_target").float(), rollout.get("state_value").float()
         stats["_explained_variance"] = 1 - (target - value).var() / target.var().clamp_min(1e-8)

@@ -23,6 +23,7 @@ time and store them with the transition; lifelong ones are recomputed on sampled
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -30,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from tensordict import TensorDictBase
 from torch import nn
-from torchrl.data import Composite, TensorSpec
+from torchrl.data import Composite, OneHot, TensorSpec
 
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 from rlte_plugins.optim.normalization import RunningMeanStd
@@ -202,10 +203,9 @@ class IntrinsicReward(nn.Module):
         n = getattr(getattr(self.action_spec, "space", None), "n", None)
         if n is None:
             return action.float()
-        if action.shape[-1:] == (n,) and not action.dtype.is_floating_point and action.dim() > 0:
-            return action.float()  # already one-hot
-        index = action.long().reshape(*action.shape[: action.dim() - (action.dim() > 0 and action.shape[-1] == 1)])
-        return torch.nn.functional.one_hot(index, int(n)).float()
+        if isinstance(self.action_spec, OneHot):  # the spec says how actions come, never their shape
+            return action.float()
+        return torch.nn.functional.one_hot(action.long(), int(n)).float()
 
     # ---- observations ---------------------------------------------------------------------------------------
 
@@ -315,14 +315,22 @@ class IntrinsicReward(nn.Module):
             "memory": self.memory_state(),
         }
 
+    @property
+    def device(self) -> torch.device:
+        """Where the reward's networks and buffers live (the CPU before any)."""
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
+
     def set_extra_state(self, state: Mapping[str, Any]) -> None:
+        device = self.device  # a checkpoint is read onto the CPU: running state follows the networks
         self.frames = int(state["frames"])
         self._generator.set_state(state["generator"])
         for name, saved in state["rms"].items():
-            rms = RunningMeanStd(saved["mean"].shape, saved["mean"].device)
+            rms = RunningMeanStd(saved["mean"].shape, device)
             rms.load_state_dict(saved)
             setattr(self, f"_{name}_rms", rms)
-        self._return_acc = state["return_acc"]
+        acc = state["return_acc"]
+        self._return_acc = None if acc is None else acc.to(device)
         if self.optimizer is not None and state["optimizer"] is not None:
             # a copy: an optimiser loaded from another live module must not share its moment tensors with it
             self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))

@@ -67,6 +67,8 @@ class Mixture(IntrinsicReward):
         for member in self.members:
             member.build(observation_spec, action_spec)
         self.obs_shape = next(iter(self.members)).obs_shape
+        # the members read pixels on a pixel-only env: the keys they settled on at build
+        self.in_keys = tuple(dict.fromkeys(k for m in self.members for k in m.in_keys))  # type: ignore[misc]
         return self
 
     def compute(self, batch: TensorDictBase) -> torch.Tensor:

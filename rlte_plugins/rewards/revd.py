@@ -23,7 +23,8 @@ class RevD(RandomEncoderKNN):
     RLeXplore, an "episode" is a rollout batch: the current set is env e's T next observations of the
     ``[num_envs, T]`` batch, the previous set env e's embeddings of the previous batch, kept per env as memory
     (``[num_envs, T, latent_dim]``; not reset at episode ends, which fall inside batches). A ``[B]`` batch (a
-    replay sample) is one set, compared with the previous sample. The first batch, or one whose number of envs
+    replay sample) is one set, compared with the previous sample: off-policy agents recompute it on sampled batches
+    (a collection step of one step per env would hold no neighbours). The first batch, or one whose number of envs
     differs from the memory's, has no previous set: its bonus is 0 (a divergence needs two sets). A state with
     fewer than k others in a set uses the farthest; distances of 0 count as 1e-8. Defaults are RLeXplore's:
     ``alpha = 0.5``, ``k = 5``, the k-th neighbour alone (``average`` off), ``latent_dim = 128``, ``beta = 1``
@@ -53,7 +54,7 @@ class RevD(RandomEncoderKNN):
     """
 
     registry_name = "revd"
-    episodic = True
+    episodic = False
 
     def __init__(
         self,

@@ -148,8 +148,8 @@ class RIDE(InverseForwardReward):
         return {"keys": self._keys.clone(), "lengths": self._lengths.clone()}
 
     def load_memory_state(self, state: Any) -> None:
-        self._keys = None if state is None else state["keys"].clone()
-        self._lengths = None if state is None else state["lengths"].clone()
+        self._keys = None if state is None else state["keys"].to(self.device, copy=True)
+        self._lengths = None if state is None else state["lengths"].to(self.device, copy=True)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, latent_dim={self.latent_dim}, bin_size={self.bin_size}"

@@ -200,3 +200,32 @@ def test_a_two_stream_critic_adds_a_non_episodic_intrinsic_advantage_with_its_ow
 def test_a_two_stream_critic_needs_a_reward():
     with pytest.raises(ComponentArgumentError, match="intrinsic_critic=True needs an intrinsic reward"):
         rlte_plugins.make("agent", "ppo", env="torch_cartpole", intrinsic_critic=True).build()
+
+
+def test_an_on_policy_bonus_is_computed_for_every_batch_even_when_kept_apart():
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_envs=4, num_steps=8, num_minibatches=1,
+                              seed=0, intrinsic_critic=True).set(reward=Step(reward_norm="none"))  # fmt: skip
+    for _ in range(3):
+        batch = agent.collect()
+        agent.step(batch)
+        assert torch.allclose(batch["next", "intrinsic_reward"], batch["next", "observation"][..., :1])
+
+
+def test_combinations_that_would_miscount_a_bonus_are_refused():
+    with pytest.raises(ComponentArgumentError, match="does not combine with n-step storage 'nstep_replay'"):
+        rlte_plugins.make("agent", "sac", env="torch_pendulum").set(
+            reward="rnd", storage={"name": "nstep_replay", "n": 3, "gamma": 0.99}).build()  # fmt: skip
+    with pytest.raises(ComponentArgumentError, match="normalize_observation normalises the observations"):
+        rlte_plugins.make("agent", "ppo", env="torch_cartpole", normalize_observation=True).set(reward="rnd").build()
+
+
+def test_a_mixture_reads_pixels_on_a_pixel_only_env_and_actions_are_one_hot_by_their_spec():
+    env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, from_pixels=True, image_size=36, frame_stack=2)
+    mix = rlte_plugins.make("reward", "mixture", rewards=["rnd", "icm"]).build(env.observation_spec, env.action_spec)
+    assert ("next", "pixels") in mix.in_keys
+    assert mix(env.rollout(2, break_when_any_done=False))["intrinsic_reward"].shape == (2, 2)
+    sea = rlte_plugins.make("env", "torch_deep_sea", size=4, num_envs=2)
+    icm = rlte_plugins.make("reward", "icm").build(sea.observation_spec, sea.action_spec)
+    batch = sea.rollout(2, break_when_any_done=False)  # T == number of actions: indices, not one-hot rows
+    assert icm.action_input(batch["action"]).shape == (2, 2, 2)
+    assert icm(batch)["intrinsic_reward"].shape == (2, 2)

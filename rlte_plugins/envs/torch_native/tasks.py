@@ -265,10 +265,10 @@ class TorchDeepSea(TorchEnv):
 
     The agent starts at the top-left of a ``size x size`` grid and descends one row per step, moving left or right
     (which action means right is drawn per cell once, from ``mapping_seed``, as bsuite does, so "always the same
-    action" does not solve it). Every move right costs ``0.01 / size``; reaching the bottom-right cell pays 1. An
-    episode lasts ``size`` steps and terminates. Random actions find the reward with probability ``2 ** -(size -
-    1)``: dithering exploration fails from ``size`` ~ 15, a directed bonus does not. The observation is the one-hot
-    cell (``size * size`` floats).
+    action" does not solve it). Every move right costs ``0.01 / size``; moving right from the bottom-right cell (the
+    last move of the one path that goes right every time) pays 1. An episode lasts ``size`` steps and terminates.
+    Random actions find the reward with probability ``2 ** -size``: dithering exploration fails from ``size`` ~ 12,
+    a directed bonus does not. The observation is the one-hot cell (``size * size`` floats).
 
     Examples:
         >>> import rlte_plugins, torch
@@ -307,11 +307,13 @@ class TorchDeepSea(TorchEnv):
     def dynamics(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         row, col = state.long().unbind(-1)
         right = action.reshape(-1).long() == self._mapping.to(state.device)[row, col]
+        # bsuite's treasure: moving right from the last column on the last row (a path that ends there otherwise,
+        # after a free move left at the wall, pays nothing)
+        treasure = right & (col == self.size - 1) & (row == self.size - 1)
+        reward = torch.where(right, -0.01 / self.size, 0.0) + treasure.float()
         col = torch.where(right, (col + 1).clamp(max=self.size - 1), (col - 1).clamp(min=0))
         row = row + 1
-        terminated = row >= self.size
-        reward = torch.where(right, -0.01 / self.size, 0.0) + ((col == self.size - 1) & terminated).float()
-        return torch.stack((row, col), -1).float(), reward, terminated
+        return torch.stack((row, col), -1).float(), reward, row >= self.size
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
         row, col = state.long().unbind(-1)
