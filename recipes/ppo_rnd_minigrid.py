@@ -4,11 +4,11 @@ Run it:  python recipes/ppo_rnd_minigrid.py [--frames 1000000] [--task MiniGrid-
 
 DoorKey's only reward comes after picking up the key, opening the door and reaching the goal: a sparse task where
 PPO alone rarely finds the goal and a novelty bonus leads it there. The intrinsic reward (RND, Burda et al. 2019:
-the error of a predictor distilling a fixed random network, on normalised observations, divided by the running
-std of its discounted return) is added to the task reward before advantages are computed, weighted by
-``intrinsic_coef``. Logs ``charts/episodic_return`` (the task reward alone), ``charts/intrinsic_reward`` and
-``losses/rnd_loss`` per frame, and prints the success rate of a final evaluation. The same run from the CLI is
-`rlte train ppo_rnd_minigrid` (rlte_plugins/configs/ppo_rnd_minigrid.yaml).
+the error of a predictor distilling a fixed random network, on normalised observations, divided by the running std
+of its discounted return) is added to the task reward before advantages are computed, weighted by ``beta * (1 -
+kappa) ** frames``. Logs ``charts/episodic_return`` (the task reward alone), ``charts/intrinsic_reward`` and
+``losses/rnd_loss`` per frame, and prints the success rate of a final evaluation. The same run from the CLI is `rlte
+train ppo_rnd_minigrid` (rlte_plugins/configs/ppo_rnd_minigrid.yaml).
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ class Args:
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE lambda
     entropy_coef: float = 0.01  # entropy bonus weight
-    # RND
-    intrinsic_coef: float = 1.0  # weight of the normalised bonus added to the task reward
+    # RND (RLeXplore's MiniGrid weighting: a small bonus that decays, so the task reward takes over)
+    intrinsic_coef: float = 1.0  # weight of the bonus added to the task reward
+    beta: float = 0.05  # the bonus's weight at frame 0 (after normalisation)
+    kappa: float = 2.5e-5  # decay of that weight per frame: beta * (1 - kappa) ** frames
     rnd_lr: float = 1e-4  # the predictor's learning rate
     update_proportion: float = 0.25  # fraction of each batch the predictor trains on
 
@@ -63,7 +65,8 @@ def main(args: Args) -> float:
     env = rlte_plugins.make("env", "minigrid", task=args.task, num_envs=args.num_envs, seed=args.seed,
                             device=args.device)  # fmt: skip
     encoder = rlte_plugins.make("encoder", "mlp", num_cells=[64, 64], activation="tanh")  # the 147 codes, flat
-    reward = rlte_plugins.make("reward", "rnd", lr=args.rnd_lr, update_proportion=args.update_proportion)
+    reward = rlte_plugins.make("reward", "rnd", beta=args.beta, kappa=args.kappa, lr=args.rnd_lr,
+                               update_proportion=args.update_proportion)  # fmt: skip
 
     agent = rlte_plugins.make(
         "agent",

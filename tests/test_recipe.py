@@ -166,6 +166,7 @@ def test_ppo_rnd_recipe_matches_its_config_and_runs(tmp_path, one_thread):
     assert args["task"] == config["env"]["task"] and args["num_envs"] == config["env"]["num_envs"]
     reward = config["reward"]
     assert (args["rnd_lr"], args["update_proportion"]) == (reward["lr"], reward["update_proportion"])
+    assert (args["beta"], args["kappa"]) == (reward["beta"], reward["kappa"])
     assert args["frames"] == config["train"]["total_frames"]
     success = recipe.main(recipe.parse_args(["--frames", "256", "--num-envs", "2", "--num-steps", "32",
                                              "--eval-episodes", "1", "--task", "Empty-5x5", "--logger", "none",
