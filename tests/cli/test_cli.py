@@ -23,8 +23,8 @@ def test_list_table_json_kind_and_pattern(capsys):
     assert "mlp" in out and "ppo" not in out
     assert main(["list", "m*", "--json"]) == 0
     names = [c["name"] for c in json.loads(capsys.readouterr().out)]
-    # by kind (encoder, distribution, env: the registry's kind order), then name
-    assert names == ["mlp", "mnih_cnn", "masked_categorical", "multi_categorical", "minigrid"]
+    # by kind (encoder, distribution, reward, env: the registry's kind order), then name
+    assert names == ["mlp", "mnih_cnn", "masked_categorical", "multi_categorical", "mixture", "minigrid"]
 
 
 def test_info_shows_signature_docstring_and_provider(capsys):
