@@ -480,14 +480,13 @@ class Agent:
         self,
         batch: TensorDictBase,
         stats: dict[str, Any],
-        train: bool = True,
         separate: bool = False,
         stored: bool = False,
         frames: int | None = None,
     ) -> None:
         """Add ``intrinsic_coef`` times the intrinsic reward's bonus (``reward`` slot) of ``batch`` to
         ``("next", "reward")`` (or put it in its place when ``pretraining``: reward-free pre-training), before any
-        return or advantage is computed; then, with ``train``, train the reward's networks on ``batch``. The
+        return or advantage is computed; then train the reward's networks on ``batch``. The
         bonus's mean goes to ``stats`` as ``charts/intrinsic_reward``, the reward's losses as
         ``losses/<name>_<loss>``. With ``stored``, a batch that already carries its bonus
         (``("next", "intrinsic_reward")``, stored at collection by episodic rewards off-policy) keeps it; the
@@ -509,7 +508,7 @@ class Agent:
         else:
             following.set("reward", extrinsic + self.config.intrinsic_coef * bonus)
         stats["charts/intrinsic_reward"] = bonus.float().mean()
-        if train and hasattr(module, "update"):
+        if hasattr(module, "update"):
             losses = module.update(batch)
             if isinstance(losses, dict):
                 stats.update(losses)

@@ -376,6 +376,10 @@ class OnPolicyAgent(Agent):
         present = set(data.keys(True))
         return [k for k in wanted if k in present]
 
+    def _critic_input(self, td: TensorDictBase) -> TensorDictBase:
+        """The keys of ``td`` the critics read."""
+        return td.select(*[k for k in self.policy.critic.in_keys if k in td.keys(True)])
+
     def _critic_rows(self, td: TensorDictBase, critic: Any = None) -> torch.Tensor:
         """``V`` over cache-sized chunks of the flattened rows."""
         critic = self.policy.critic if critic is None else critic
@@ -390,9 +394,8 @@ class OnPolicyAgent(Agent):
             # the state after step t is ("next", state) of step t: what the cell consumed at t + 1
             values = self.policy.critic(data.clone().exclude("next")).get("state_value").float()
             return values, self.policy.critic(data.get("next").clone()).get("state_value").float()
-        keys = [k for k in self.policy.critic.in_keys if k in data.keys(True)]
-        values = self._critic_rows(data.select(*keys), critic)
-        nxt = data.get("next").select(*keys)
+        values = self._critic_rows(self._critic_input(data), critic)
+        nxt = self._critic_input(data.get("next"))
         last = self._critic_rows(nxt[:, -1], critic)
         next_values = torch.cat([values[:, 1:], last.unsqueeze(1)], dim=1)
         reset = data.get(("next", "done"))[:, :-1].squeeze(-1)
@@ -432,8 +435,7 @@ class OnPolicyAgent(Agent):
         with self._policy_mode():
             out = self._loss(piece)
         if self.int_critic is not None:
-            keys = [k for k in self.policy.critic.in_keys if k in piece.keys(True)]
-            value = self.int_critic(piece.select(*keys)).get("state_value").float()
+            value = self.int_critic(self._critic_input(piece)).get("state_value").float()
             target = piece.get("value_target_int").float().reshape(value.shape)
             out.set("loss_intrinsic_value", self.config.value_coef * (value - target).pow(2).mean())
         return self._loss_terms_of(out, list(self.metrics))

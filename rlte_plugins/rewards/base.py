@@ -33,7 +33,7 @@ from tensordict import TensorDictBase
 from torch import nn
 from torchrl.data import Composite, OneHot, TensorSpec
 
-from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
+from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError, positive_int
 from rlte_plugins.optim.normalization import RunningMeanStd
 
 NEXT_OBS = ("next", "observation")
@@ -53,6 +53,15 @@ def number(
         bounds = f"in {left}{low}, {high}]" if high is not None else f"{'>' if strict else '>='} {low:g}"
         raise ComponentArgumentError(f"{owner}: {name} must be {bounds}, got {value!r}")
     return float(value)
+
+
+def widths(owner: str, name: str, value: Any) -> tuple[int, ...]:
+    """Hidden widths as the MLP encoder takes them (an int or a non-empty list of positive ints), else one
+    :class:`ComponentArgumentError` line naming ``owner`` and the argument."""
+    listed = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(listed, str) or not isinstance(listed, Sequence) or not listed:
+        raise ComponentArgumentError(f"{owner}: {name} must be a non-empty list of positive ints, got {value!r}")
+    return tuple(positive_int(owner, name, width) for width in listed)
 
 
 class IntrinsicReward(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from tensordict import TensorDictBase
 
 from rlte_plugins.errors import positive_int
-from rlte_plugins.rewards.base import NEXT_OBS, IntrinsicReward
+from rlte_plugins.rewards.base import NEXT_OBS, IntrinsicReward, widths
 from rlte_plugins.rewards.icm import MODEL_HIDDEN, ForwardModel
 
 
@@ -65,7 +65,7 @@ class Disagreement(IntrinsicReward):
         super().__init__(beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, seed)
         self.ensemble_size = positive_int(self.owner, "ensemble_size", ensemble_size)
         self.latent_dim = positive_int(self.owner, "latent_dim", latent_dim)
-        self.hidden = tuple(positive_int(self.owner, "hidden", h) for h in hidden)
+        self.hidden = widths(self.owner, "hidden", hidden)
 
     def _build(self) -> None:
         self.encoder = self.feature_net(self.latent_dim, self.hidden)

@@ -16,8 +16,8 @@ from tensordict import TensorDictBase
 from torch import nn
 from torch.nn import functional as F
 
-from rlte_plugins.errors import ComponentArgumentError, positive_int
-from rlte_plugins.rewards.base import NEXT_OBS, IntrinsicReward, episode_ends
+from rlte_plugins.errors import positive_int
+from rlte_plugins.rewards.base import NEXT_OBS, IntrinsicReward, episode_ends, widths
 
 
 class InverseDynamics(nn.Module):
@@ -67,11 +67,7 @@ class EmbeddingReward(IntrinsicReward):
     ) -> None:
         super().__init__(beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, seed)
         self.latent_dim = positive_int(self.owner, "latent_dim", latent_dim)
-        widths = [hidden] if isinstance(hidden, int) else hidden
-        if isinstance(widths, str) or not isinstance(widths, Sequence) or not widths:
-            raise ComponentArgumentError(f"{self.owner}: hidden must be a non-empty list of positive ints, got "
-                                         f"{hidden!r}")  # fmt: skip
-        self.hidden = tuple(positive_int(self.owner, "hidden", h) for h in widths)
+        self.hidden = widths(self.owner, "hidden", hidden)
 
     def _build(self) -> None:
         discrete = getattr(getattr(self.action_spec, "space", None), "n", None) is not None

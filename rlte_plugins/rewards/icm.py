@@ -11,7 +11,7 @@ from tensordict import TensorDictBase
 from torch import nn
 
 from rlte_plugins.errors import positive_int
-from rlte_plugins.rewards.base import NEXT_OBS, IntrinsicReward, number
+from rlte_plugins.rewards.base import NEXT_OBS, IntrinsicReward, number, widths
 
 #: the paper's width of the hidden layer of the inverse and forward models
 MODEL_HIDDEN = 256
@@ -84,7 +84,7 @@ class InverseForwardReward(IntrinsicReward):
     ) -> None:
         super().__init__(beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, seed)
         self.latent_dim = positive_int(self.owner, "latent_dim", latent_dim)
-        self.hidden = tuple(positive_int(self.owner, "hidden", h) for h in hidden)
+        self.hidden = widths(self.owner, "hidden", hidden)
         self.inverse_coef = inverse_coef
         self.forward_coef = forward_coef
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.data import Composite, TensorSpec
 
 from rlte_plugins.errors import ComponentArgumentError, positive_int
-from rlte_plugins.rewards.base import IntrinsicReward
+from rlte_plugins.rewards.base import IntrinsicReward, widths
 
 #: rows embedded per encoder call: bounds the CNN's activations on long pixel rollouts
 ENCODE_CHUNK = 1024
@@ -92,17 +91,7 @@ class RandomEncoderKNN(IntrinsicReward):
         if not isinstance(average, bool):
             raise ComponentArgumentError(f"{self.owner}: average must be True or False, got {average!r}")
         self.average = average
-        if isinstance(hidden, str) or not isinstance(hidden, Sequence):
-            raise ComponentArgumentError(f"{self.owner}: hidden must be a list of positive ints, got {hidden!r}")
-        self.hidden = tuple(positive_int(self.owner, "hidden", width) for width in hidden)
-
-    def build(self, observation_spec: Composite, action_spec: TensorSpec | None = None) -> IntrinsicReward:
-        keys = {k[-1] if isinstance(k, tuple) else k for k in observation_spec.keys(True, True)}
-        if "observation" not in keys and "pixels" in keys:
-            # pixel-only envs name their frames "pixels", the base reads ("next", "observation") unless told
-            self.obs_key = ("next", "pixels")
-            self.in_keys = (self.obs_key,)
-        return super().build(observation_spec, action_spec)
+        self.hidden = widths(self.owner, "hidden", hidden)
 
     def _build(self) -> None:
         self.encoder = self.feature_net(self.latent_dim, self.hidden)

@@ -3,8 +3,6 @@ for efficient exploration")."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from rlte_plugins.rewards.knn import RandomEncoderKNN
@@ -47,25 +45,6 @@ class RE3(RandomEncoderKNN):
     """
 
     registry_name = "re3"
-
-    def __init__(
-        self,
-        beta: float = 1.0,
-        kappa: float = 0.0,
-        reward_norm: str = "std",
-        gamma: float = 0.99,
-        obs_norm: bool = False,
-        update_proportion: float = 1.0,
-        lr: float = 1e-4,
-        latent_dim: int = 128,
-        k: int = 3,
-        average: bool = False,
-        hidden: Sequence[int] = (256, 256),
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, latent_dim, k, average, hidden, seed
-        )
 
     def bonus(self, y: torch.Tensor) -> torch.Tensor:
         (within,) = self.neighbours(y)

@@ -6,7 +6,7 @@ import torch
 from tensordict import TensorDictBase
 
 from rlte_plugins.errors import positive_int
-from rlte_plugins.rewards.base import IntrinsicReward
+from rlte_plugins.rewards.base import IntrinsicReward, widths
 
 
 class RND(IntrinsicReward):
@@ -44,7 +44,7 @@ class RND(IntrinsicReward):
     ) -> None:
         super().__init__(beta, kappa, reward_norm, gamma, obs_norm, update_proportion, lr, seed)
         self.latent_dim = positive_int(self.owner, "latent_dim", latent_dim)
-        self.hidden = tuple(hidden)
+        self.hidden = widths(self.owner, "hidden", hidden)
 
     def _build(self) -> None:
         self.predictor = self.feature_net(self.latent_dim, self.hidden)
