@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from rlte_plugins.errors import ConfigError
 from rlte_plugins.evaluation.normalization import normalize_score_matrix, score_range
+from rlte_plugins.files import atomic_write
 
 FORMAT = "rlte-results/1"
 MANIFEST = "manifest.json"
@@ -47,17 +47,10 @@ def run_id(algorithm: str, task: str, seed: int) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically: a reader never sees half a file."""
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
 
 
 def write_run_scores(path: Path, final_returns: Sequence[float], history: Sequence[Mapping[str, float]]) -> None:
@@ -69,11 +62,9 @@ def write_run_scores(path: Path, final_returns: Sequence[float], history: Sequen
             value = row.get(key)
             if value is not None:
                 table[i, j] = float(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
     final = np.asarray(final_returns, dtype=np.float64)
-    np.savez_compressed(tmp, final_returns=final, history_keys=np.array(keys, dtype=str), history=table)
-    os.replace(tmp, path)
+    with atomic_write(path, binary=True) as f:
+        np.savez_compressed(f, final_returns=final, history_keys=np.array(keys, dtype=str), history=table)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, Te
 from torchrl.data.replay_buffers.samplers import Sampler
 
 from rlte_plugins.errors import CheckpointError, ComponentArgumentError, positive_int
+from rlte_plugins.files import atomic_write
 from rlte_plugins.optim.schedules import Schedule
 
 
@@ -326,16 +327,8 @@ class _FolderGeneration:
 
     def _write(self, marker: dict[str, Any]) -> dict[str, Any]:
         # atomic: a crash leaves the old marker or the new one, never a torn file
-        handle, tmp = tempfile.mkstemp(prefix=f".{GENERATION_FILE}.", dir=self.path)
-        try:
-            with os.fdopen(handle, "w") as out:
-                json.dump(marker, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path / GENERATION_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self.path / GENERATION_FILE) as out:
+            json.dump(marker, out)
         _fsync(self.path)
         self.current = marker
         return marker
