@@ -93,6 +93,8 @@ def register_policies(register: Register) -> None:
     register("deterministic_double_critic", f"{vb}:DeterministicDoubleCritic", tags=("off-policy", "continuous"))
     register("stochastic_double_critic", f"{vb}:StochasticDoubleCritic", tags=("off-policy", "sac"))
     register("double_q", f"{vb}:DoubleQNetwork", tags=("off-policy", "discrete", "dqn"))
+    register("phasic_actor_critic", "rlte_plugins.policies.phasic_actor_critic:PhasicActorCritic",
+             tags=("on-policy", "ppg"))  # fmt: skip
     register("pixel_actor_critic", "rlte_plugins.policies.pixel_actor_critic:PixelActorCritic",
              tags=("off-policy", "pixels", "drq"))  # fmt: skip
 
@@ -125,6 +127,11 @@ def register_agents(register: Register) -> None:
         tags=("on-policy", "preset", "recurrent"),
     )
     register("a2c", "rlte_plugins.agents.a2c:A2C", tags=("on-policy", "discrete", "continuous"))
+    register("drac", "rlte_plugins.agents.drac:DrAC", tags=("on-policy", "pixels", "augmentation"))
+    register("daac", "rlte_plugins.agents.daac:DAAC", tags=("on-policy", "discrete", "continuous", "generalisation"))
+    register("drdaac", "rlte_plugins.agents.daac:DrDAAC", tags=("on-policy", "pixels", "augmentation"))
+    register("ppg", "rlte_plugins.agents.ppg:PPG", tags=("on-policy", "discrete", "continuous", "auxiliary"))
+    register("impala", "rlte_plugins.agents.impala:IMPALA", tags=("on-policy", "off-policy-correction", "v-trace"))
     register("dqn", "rlte_plugins.agents.dqn:DQN", tags=("off-policy", "discrete"))
     register("ddpg", "rlte_plugins.agents.ddpg:DDPG", tags=("off-policy", "continuous"))
     register("td3", "rlte_plugins.agents.td3:TD3", tags=("off-policy", "continuous"))

@@ -639,6 +639,23 @@ class Agent:
         """The agent's own state (the intrinsic reward's and the collection's are added by :meth:`state_dict`)."""
         raise NotImplementedError
 
+    def _check_augmentation(self, aug: Any) -> None:
+        """Refuse an augmentation whose keys the env lacks or whose event shape the keys do not have."""
+        spec = self.env.observation_spec
+        for key in aug.in_keys:
+            if key not in spec.keys(True, True):
+                keys = [k for k in spec.keys(True, True) if not str(k).startswith("episode_")]
+                raise SpecMismatchError(f"{self.owner}: augmentation {aug.registry_name!r} reads {key!r}, which the "
+                                        f"env does not provide ({keys}); pass in_keys=[...]")  # fmt: skip
+            shape = spec[key].shape[len(self.env.batch_size) :]
+            event = aug.event_dims(torch.empty(shape, device="meta"))
+            if len(shape) < event:
+                raise SpecMismatchError(
+                    f"{self.owner}: augmentation {aug.registry_name!r} works on images ([C, H, W]) but {key!r} has "
+                    f"shape {list(shape)}: use it on a pixel env, or an augmentation for vectors (gaussian_noise, "
+                    "random_amplitude_scaling)"
+                )
+
     def _reward_state(self) -> dict[str, Any] | None:
         reward = self.components.get("reward")
         return reward.state_dict() if reward is not None and hasattr(reward, "state_dict") else None

@@ -186,22 +186,6 @@ class OffPolicyAgent(Agent):
                 f"{self.owner} needs {self.action_kind} actions but the env has {have}: use {other} for this env"
             )
 
-    def _check_augmentation(self, aug: Any) -> None:
-        spec = self.env.observation_spec
-        for key in aug.in_keys:
-            if key not in spec.keys(True, True):
-                keys = [k for k in spec.keys(True, True) if not str(k).startswith("episode_")]
-                raise SpecMismatchError(f"{self.owner}: augmentation {aug.registry_name!r} reads {key!r}, which the "
-                                        f"env does not provide ({keys}); pass in_keys=[...]")  # fmt: skip
-            shape = spec[key].shape[len(self.env.batch_size) :]
-            event = aug.event_dims(torch.empty(shape, device="meta"))
-            if len(shape) < event:
-                raise SpecMismatchError(
-                    f"{self.owner}: augmentation {aug.registry_name!r} works on images ([C, H, W]) but {key!r} has "
-                    f"shape {list(shape)}: use it on a pixel env, or an augmentation for vectors (gaussian_noise, "
-                    "random_amplitude_scaling)"
-                )
-
     def _check_policy(self, policy: Any, encoder: Any) -> None:
         if (
             self.shared_encoder_trained_by is None

@@ -176,6 +176,10 @@ class OnPolicyAgent(Agent):
             )
         if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
             distribution.on_policy()
+        aug = self.components.get("augmentation")
+        if aug is not None:
+            self._check_augmentation(aug)
+            aug.to(self.device)
         policy.build(encoder, distribution, self.env.observation_spec, self.env.action_spec)
         policy.to(self.device)
         self.policy = policy
@@ -303,34 +307,53 @@ class OnPolicyAgent(Agent):
         target, value = rollout.get("value_target").float(), rollout.get("state_value").float()
         stats["_explained_variance"] = 1 - (target - value).var() / target.var().clamp_min(1e-8)
         flat = self._samples(rollout)
+        stats.update(self._update(flat))
+        self.engine.zero_grad()  # nothing of this batch's gradient reaches the next one
+        self.iterations += 1
+        stats["losses/explained_variance"] = stats.pop("_explained_variance")
+        stats["charts/learning_rate"] = lr
+        stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()
+        return stats
+
+    def _update(self, flat: TensorDictBase) -> dict[str, torch.Tensor]:
+        """Learn from the batch's rows: ``epochs`` passes of the agent's loss (:meth:`_loss_terms`), stopped early
+        past ``target_kl``. Returns the logged means (name -> device tensor). An agent with phases of its own
+        (separate value epochs, an auxiliary phase) overrides this and runs each through :meth:`_epochs`."""
+        means = self._epochs(flat, self.config.epochs, self._loss_terms, list(self.metrics), early_stop=True)
+        return dict(zip(self.metrics.values(), means, strict=True))
+
+    def _epochs(
+        self, flat: TensorDictBase, epochs: int, loss_terms: Any, metrics: list[str], early_stop: bool = False,
+        num_minibatches: int | None = None, normalize_advantage: bool | None = None,
+    ) -> torch.Tensor:
+        """``epochs`` shuffled passes over ``flat`` in ``num_minibatches`` (default: the config's) minibatches,
+        each a step of the engine on ``loss_terms(piece) -> (loss, diagnostics over metrics)``; returns the
+        diagnostics' mean over the minibatches. ``early_stop`` checks ``target_kl`` after every epoch."""
+        c = self.config
         rows = flat.shape[0]
-        mb = rows // c.num_minibatches
-        sums = torch.zeros(len(self.metrics), device=self.device)
-        count = 0  # minibatches of this update, across epochs: the optimiser steps every grad_accumulation
+        mb = rows // (num_minibatches or c.num_minibatches)
+        normalize = c.normalize_advantage if normalize_advantage is None else normalize_advantage
+        sums = torch.zeros(len(metrics), device=self.device)
+        count = 0  # minibatches of this phase, across epochs: the optimiser steps every grad_accumulation
         rows_per_chunk = max(1, c.chunk_size // self.sequence_length)
-        for _ in range(c.epochs):
+        for _ in range(epochs):
             # one gather per epoch, then contiguous minibatches: the same rows as indexing each minibatch, with a
             # quarter of the indexing calls at CleanRL's four minibatches
             shuffled = flat[torch.randperm(rows, device=self.device, generator=self._shuffle)] if mb < rows else flat
             for i in range(rows // mb):
                 minibatch = shuffled[i * mb : (i + 1) * mb]
-                if c.normalize_advantage:  # over the whole minibatch, before it is cut into chunks
+                if normalize:  # over the whole minibatch, before it is cut into chunks
                     adv = minibatch.get("advantage")
                     seen = self._trained_part(adv)
                     minibatch = minibatch.clone(False).set(
                         "advantage", (adv - seen.mean()) / seen.std().clamp_min(1e-8)
                     )
-                sums += self.engine.minibatch(minibatch, self._loss_terms, count, rows_per_chunk)
+                sums += self.engine.minibatch(minibatch, loss_terms, count, rows_per_chunk)
                 count += 1
-            if c.target_kl is not None and float(self._kl(flat)) > c.target_kl:
+            if early_stop and c.target_kl is not None and float(self._kl(flat)) > c.target_kl:
                 break  # one extra actor pass and one host transfer per epoch, only when asked
-        self.engine.zero_grad()  # nothing of this batch's gradient reaches the next one
-        self.iterations += 1
-        stats.update(zip(self.metrics.values(), sums / max(count, 1), strict=True))
-        stats["losses/explained_variance"] = stats.pop("_explained_variance")
-        stats["charts/learning_rate"] = lr
-        stats["_finite/gradient"] = self.engine.read_grad_norm().isfinite().float()
-        return stats
+        self.engine.zero_grad()  # nothing of this phase's gradient reaches the next one
+        return sums / max(count, 1)
 
     # -- advantages ---------------------------------------------------------------------------------------
     def _advantages(self, data: TensorDictBase) -> TensorDictBase:
@@ -434,11 +457,17 @@ class OnPolicyAgent(Agent):
             piece = self._burn_in(piece)
         with self._policy_mode():
             out = self._loss(piece)
+            self.extra_losses(piece, out)
+        return self._loss_terms_of(out, list(self.metrics))
+
+    def extra_losses(self, piece: TensorDictBase, out: TensorDictBase) -> None:
+        """Set the agent's terms beyond its TorchRL loss into ``out``: ``loss_*`` entries are summed into what is
+        differentiated, and every key of :attr:`metrics` is logged (averaged over the minibatches). Here: the
+        intrinsic critic's value loss; a subclass adds its own and calls this."""
         if self.int_critic is not None:
             value = self.int_critic(self._critic_input(piece)).get("state_value").float()
             target = piece.get("value_target_int").float().reshape(value.shape)
             out.set("loss_intrinsic_value", self.config.value_coef * (value - target).pow(2).mean())
-        return self._loss_terms_of(out, list(self.metrics))
 
     @torch.no_grad()
     def _burn_in(self, piece: TensorDictBase) -> TensorDictBase:
