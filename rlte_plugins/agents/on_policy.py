@@ -294,7 +294,6 @@ class OnPolicyAgent(Agent):
         batch = self._batch if batch is None else batch
         if batch is None:
             raise RuntimeError(f"{self.owner}: call collect() before step()")
-        c = self.config
         at = self.frames - batch.numel()  # schedules are read where this batch's collection started
         lr = self.engine.set_lr(at)
         if hasattr(self.loss_module, "entropy_coeff"):
@@ -323,8 +322,14 @@ class OnPolicyAgent(Agent):
         return dict(zip(self.metrics.values(), means, strict=True))
 
     def _epochs(
-        self, flat: TensorDictBase, epochs: int, loss_terms: Any, metrics: list[str], early_stop: bool = False,
-        num_minibatches: int | None = None, normalize_advantage: bool | None = None,
+        self,
+        flat: TensorDictBase,
+        epochs: int,
+        loss_terms: Any,
+        metrics: list[str],
+        early_stop: bool = False,
+        num_minibatches: int | None = None,
+        normalize_advantage: bool | None = None,
     ) -> torch.Tensor:
         """``epochs`` shuffled passes over ``flat`` in ``num_minibatches`` (default: the config's) minibatches,
         each a step of the engine on ``loss_terms(piece) -> (loss, diagnostics over metrics)``; returns the

@@ -59,15 +59,22 @@ class PPOLoss(ClipPPOLoss):
         return out.set("approx_kl", ((log_ratio.exp() - 1) - log_ratio).mean())
 
     def _forward_tensors(self, td: TensorDictBase) -> TensorDictBase:
-        keys = self.tensor_keys
-        advantage, target = td.get(keys.advantage), td.get(keys.value_target)
-        old_log_prob = td.get(keys.sample_log_prob)
         policy = self.tensor_policy
-        log_prob, entropy, value = policy.evaluate(td.get(policy.obs_key), td.get(keys.action))
+        log_prob, entropy, value = policy.evaluate(td.get(policy.obs_key), td.get(self.tensor_keys.action))
+        return self.tensor_terms(td, log_prob, entropy, value)
+
+    def tensor_terms(
+        self, td: TensorDictBase, log_prob: torch.Tensor, entropy: torch.Tensor, value: torch.Tensor | None
+    ) -> TensorDictBase:
+        """The loss's terms from the networks' outputs on ``td``'s rows (the plain-tensor path): the clipped
+        objective, the entropy bonus and, unless ``value`` is ``None`` (an agent training its value network in a
+        phase of its own), the clipped value loss."""
+        keys = self.tensor_keys
+        advantage = td.get(keys.advantage)
+        old_log_prob = td.get(keys.sample_log_prob)
         log_weight = (log_prob - old_log_prob).unsqueeze(-1)
         clipped = log_weight.clamp(*self._clip_bounds)
         gain = torch.minimum(log_weight.exp() * advantage, clipped.exp() * advantage)
-        loss_value = distance_loss(target, value, loss_function=self.loss_critic_type)
         out = {
             "loss_objective": -gain.mean(),
             "clip_fraction": (clipped != log_weight).to(log_weight.dtype).mean(),
@@ -75,14 +82,25 @@ class PPOLoss(ClipPPOLoss):
             "entropy": entropy.detach().mean(),
             "loss_entropy": (-self.entropy_coeff * entropy).mean(),
         }
+        if value is not None:
+            out.update(self.value_terms(td, value))
+        log_ratio = log_weight.detach().float()
+        out["approx_kl"] = ((log_ratio.exp() - 1) - log_ratio).mean()
+        return TensorDict._new_unsafe(out, batch_size=torch.Size([]))
+
+    def value_terms(self, td: TensorDictBase, value: torch.Tensor, coeff: Any = None) -> dict[str, torch.Tensor]:
+        """``loss_critic`` (weighted by ``coeff``, default ``critic_coeff``; clipped around the stored value as
+        ``clip_value`` asks) and ``value_clip_fraction`` for ``value`` predicted on ``td``'s rows."""
+        keys = self.tensor_keys
+        target = td.get(keys.value_target)
+        loss_value = distance_loss(target, value, loss_function=self.loss_critic_type)
+        out = {}
         if self.clip_value is not None:  # a buffer: its truth value would read it back from the device
             loss_value, out["value_clip_fraction"] = _clip_value_loss(
                 td.get(keys.value), value, self.clip_value, target, loss_value, self.loss_critic_type
             )
-        out["loss_critic"] = (self.critic_coeff * loss_value).mean()
-        log_ratio = log_weight.detach().float()
-        out["approx_kl"] = ((log_ratio.exp() - 1) - log_ratio).mean()
-        return TensorDict._new_unsafe(out, batch_size=torch.Size([]))
+        out["loss_critic"] = ((self.critic_coeff if coeff is None else coeff) * loss_value).mean()
+        return out
 
 
 class PPO(OnPolicyAgent):

@@ -63,7 +63,10 @@ def tiny(name: str = "ppo", env=None, **kwargs):
     storage = agent.slots.get("storage")
     if isinstance(storage, dict) and storage.get("name", "").endswith("replay"):
         agent.set(storage={**storage, "capacity": 1_000, "batch_size": 16})
-    if "pixels" in rlte_plugins.get_spec("agent", name).tags:
+    tags = rlte_plugins.get_spec("agent", name).tags
+    if "pixels" in tags and "on-policy" in tags:
+        agent.set(encoder={"name": "tassa_cnn", "features": 32, "channels": 8})
+    elif "pixels" in tags:
         agent.set(encoder={"name": "tassa_cnn", "features": None, "channels": 8},
                   policy={"name": "pixel_actor_critic", "hidden": [32], "feature_dim": 16})  # fmt: skip
     return agent
