@@ -1,7 +1,7 @@
 """``rlte bench BENCHMARK``: suite (a suite file's runs into a results folder, optionally published to W&B), rewards
-(the cost of each intrinsic reward), exploration (success rates of bonuses on DoorKey), cartpole
-(returns over seeds), envs (steps/s), throughput (against rl8), ppo (CleanRL's settings), encoders, drqv2 (returns
-and frames/s beside the authors')."""
+(the cost of each intrinsic reward), exploration (success rates of bonuses on DoorKey), procgen (generalisation
+scores and frames/s of the on-policy agents), cartpole (returns over seeds), envs (steps/s), throughput (against
+rl8), ppo (CleanRL's settings), encoders, drqv2 (returns and frames/s beside the authors')."""
 
 from __future__ import annotations
 
@@ -99,6 +99,23 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--output", help="results folder (default results/exploration; rerunning resumes)")
     b.add_argument("--threads", type=positive_int, help="torch's CPU thread count in every run")
     b.set_defaults(func=run_exploration)
+    b = bench.add_parser("procgen", help="on-policy agents on Procgen: normalised train and test scores (IQM, "
+                         "intervals) beside the published ones, or frames/s with --speed")  # fmt: skip
+    b.add_argument("--agents", nargs="+", default=["ppo", "drac", "daac", "ppg"], help="agents (default ppo drac "
+                   "daac ppg)")  # fmt: skip
+    b.add_argument("--games", nargs="+", default=["bigfish", "coinrun", "starpilot"], help="Procgen games")
+    b.add_argument("--frames", type=positive_int, default=25_000_000, help="frames per run (the papers: 25M)")
+    b.add_argument("--num-levels", type=positive_int, default=200, help="training levels (the papers: 200)")
+    b.add_argument("--num-envs", type=positive_int, default=64, help="parallel envs (the papers: 64)")
+    b.add_argument("--num-steps", type=positive_int, default=256, help="steps per env per batch (the papers: 256)")
+    b.add_argument("--seeds", type=positive_int, default=3, help="seeds per agent and game")
+    b.add_argument("--eval-episodes", type=positive_int, default=100, help="sampled-action episodes per score")
+    b.add_argument("--output", help="results folder (default results/procgen; rerunning resumes)")
+    b.add_argument("--threads", type=positive_int, help="torch's CPU thread count in every run")
+    b.add_argument("--speed", action="store_true", help="time each agent's collect-and-update loop on the first "
+                   "game instead (frames/s beside PPO's)")  # fmt: skip
+    b.add_argument("--iterations", type=positive_int, default=2, help="--speed: timed batches (median shown)")
+    b.set_defaults(func=run_procgen)
     b = bench.add_parser("drqv2", help="DrQ-v2 on DMC pixels beside the authors' returns and frames/s")
     b.add_argument("--updates", action="store_true", help="time the update and end-to-end frames/s instead of returns")
     b.add_argument("--tasks", nargs="+", default=["cartpole_swingup", "walker_walk", "cheetah_run"], help="DMC tasks")
@@ -143,6 +160,17 @@ def run_rewards(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.rewards import benchmark
 
     benchmark(args.names or None, args.inputs, args.num_envs, args.num_steps, args.repeats, args.device)
+    return EXIT_OK
+
+
+def run_procgen(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench import procgen
+
+    if args.speed:
+        procgen.speed(args.agents, args.games[0], args.num_envs, args.num_steps, args.iterations, args.threads)
+    else:
+        procgen.benchmark(args.agents, args.games, args.frames, args.num_levels, args.seeds, args.eval_episodes,
+                          args.output, args.threads, args.num_envs, args.num_steps)  # fmt: skip
     return EXIT_OK
 
 

@@ -37,7 +37,12 @@ def recipe_arguments(args_class: type, description: str, argv: list[str] | None 
     hints = typing.get_type_hints(args_class)
     for field in dataclasses.fields(args_class):
         hint = hints[field.name]
-        kind = next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+        # list[int] is a list flag, not an int one; Optional[X] is X
+        kind = (
+            hint
+            if typing.get_origin(hint) in (list, tuple)
+            else next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+        )
         flag = "--" + field.name.replace("_", "-")
         if typing.get_origin(kind) in (list, tuple):
             parser.add_argument(flag, type=typing.get_args(kind)[0], nargs="+", default=list(field.default))
