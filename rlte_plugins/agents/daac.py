@@ -26,8 +26,6 @@ BEST_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "dodgeball": {"value_epochs": 9, "value_freq": 32, "adv_coef": 0.25},
 }
 
-_VALUE_METRICS = {"loss_critic": "losses/value_loss", "value_clip_fraction": "losses/value_clipfrac"}
-
 
 class DAAC(PPO):
     """DAAC (Raileanu and Fergus, 2021, "Decoupling Value and Policy for Generalization in Reinforcement Learning").
@@ -55,6 +53,10 @@ class DAAC(PPO):
     """
 
     name = "daac"
+    normalize_per_batch = True  # the authors' code: the advantage head's targets are the batch-normalised advantages
+    #: the value phase's logged terms
+    value_metrics: ClassVar[dict[str, str]] = {"loss_critic": "losses/value_loss",
+                                               "value_clip_fraction": "losses/value_clipfrac"}  # fmt: skip
     slots: ClassVar[dict[str, Any]] = {**PPO.slots, "encoder": "auto", "policy": "decoupled_actor_critic"}
 
     @dataclasses.dataclass
@@ -98,15 +100,16 @@ class DAAC(PPO):
                 f"{self.owner} trains an advantage head on the policy network: use the decoupled_actor_critic policy, "
                 f"got {getattr(self.policy, 'registry_name', type(self.policy).__name__)!r}"
             )
-        self._value_stats = torch.zeros(len(_VALUE_METRICS), device=self.device)
+        self._value_stats = torch.zeros(len(self.value_metrics), device=self.device)
 
     # -- the two phases -----------------------------------------------------------------------------------
     def _update(self, flat: TensorDictBase) -> dict[str, torch.Tensor]:
         c = self.config
         stats = super()._update(flat)  # the policy phase: self._loss_terms below, early-stopped at target_kl
         if self.iterations % c.value_freq == 0:
-            self._value_stats = self._epochs(flat, c.value_epochs, self._value_terms, list(_VALUE_METRICS))
-        stats.update(zip(_VALUE_METRICS.values(), self._value_stats, strict=True))
+            self._value_stats = self._epochs(flat, c.value_epochs, self._value_terms, list(self.value_metrics),
+                                             normalize_advantage=False)  # fmt: skip
+        stats.update(zip(self.value_metrics.values(), self._value_stats, strict=True))
         return stats
 
     def _loss_terms(self, piece: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +141,7 @@ class DAAC(PPO):
         out.update(self.value_extra_losses(piece))
         total = sum(v for k, v in out.items() if k.startswith("loss"))
         zero = torch.zeros((), device=self.device)
-        return total, torch.stack([out.get(k, zero).detach().float() for k in _VALUE_METRICS])
+        return total, torch.stack([out.get(k, zero).detach().float() for k in self.value_metrics])
 
     def value_extra_losses(self, piece: TensorDictBase) -> dict[str, torch.Tensor]:
         """Further ``loss_*`` terms of the value phase (DrDAAC's value regulariser)."""
@@ -168,6 +171,7 @@ class DrDAAC(DAAC):
         aug_coef: float = option(0.1, "weight of the augmentation regularisers (policy and value)", low=0.0)
 
     loss_metrics: ClassVar[dict[str, str]] = {**DAAC.loss_metrics, "loss_aug_policy": "losses/aug_policy_loss"}
+    value_metrics: ClassVar[dict[str, str]] = {**DAAC.value_metrics, "loss_aug_value": "losses/aug_value_loss"}
 
     def _build(self) -> None:
         check_augmented(self)

@@ -116,6 +116,7 @@ class DrAC(PPO):
     """
 
     name = "drac"
+    normalize_per_batch = True  # as the authors' code does
     slots: ClassVar[dict[str, Any]] = {
         **PPO.slots,
         "encoder": "espeholt_resnet",

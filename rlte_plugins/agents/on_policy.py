@@ -94,6 +94,8 @@ class OnPolicyAgent(Agent):
     slots: ClassVar[dict[str, Any]] = {"encoder": "mlp", "policy": "auto", "distribution": "auto", "reward": None}
     #: loss output key -> logged name (CleanRL's); the keys are averaged over the minibatches of a batch
     loss_metrics: ClassVar[dict[str, str]] = {}
+    #: ``normalize_advantage`` over the whole batch once (the Procgen papers' code) instead of per minibatch (CleanRL)
+    normalize_per_batch: ClassVar[bool] = False
 
     # -- configuration ------------------------------------------------------------------------------------
     def check_config(self) -> None:
@@ -318,7 +320,12 @@ class OnPolicyAgent(Agent):
         """Learn from the batch's rows: ``epochs`` passes of the agent's loss (:meth:`_loss_terms`), stopped early
         past ``target_kl``. Returns the logged means (name -> device tensor). An agent with phases of its own
         (separate value epochs, an auxiliary phase) overrides this and runs each through :meth:`_epochs`."""
-        means = self._epochs(flat, self.config.epochs, self._loss_terms, list(self.metrics), early_stop=True)
+        per_batch = self.normalize_per_batch and self.config.normalize_advantage
+        if per_batch:
+            adv = flat.get("advantage")
+            flat.set("advantage", (adv - adv.mean()) / adv.std().clamp_min(1e-8))
+        means = self._epochs(flat, self.config.epochs, self._loss_terms, list(self.metrics), early_stop=True,
+                             normalize_advantage=False if per_batch else None)  # fmt: skip
         return dict(zip(self.metrics.values(), means, strict=True))
 
     def _epochs(

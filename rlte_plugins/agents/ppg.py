@@ -62,6 +62,7 @@ class PPG(PPO):
     """
 
     name = "ppg"
+    normalize_per_batch = True  # as the reference does (PPO: per minibatch)
 
     @dataclasses.dataclass
     class Config(PPO.Config):
@@ -183,12 +184,7 @@ class PPG(PPO):
     def _update(self, flat: TensorDictBase) -> dict[str, torch.Tensor]:
         """The policy phase on this batch, the batch stored, and every ``n_pi`` batches the auxiliary phase."""
         c = self.config
-        if c.normalize_advantage:  # over the whole batch, as the reference does (PPO: per minibatch)
-            adv = flat.get("advantage")
-            flat.set("advantage", (adv - adv.mean()) / adv.std().clamp_min(1e-8))
-        means = self._epochs(flat, c.epochs, self._loss_terms, list(self.metrics), early_stop=True,
-                             normalize_advantage=False)  # fmt: skip
-        stats = dict(zip(self.metrics.values(), means, strict=True))
+        stats = super()._update(flat)
         self._store(flat)
         if self._aux_position == c.n_pi:
             stats.update(self._auxiliary_phase())
@@ -266,8 +262,9 @@ class PPG(PPO):
     def _state(self) -> dict[str, Any]:
         position = self._aux_position if self.config.aux_buffer_in_checkpoint else 0
         filled = position * self.frames_per_batch
-        # clones: a slice would save the whole buffer's storage
-        stored = [self._aux_buffer.get(k)[:filled].clone() for k in (*self._aux_keys, "value_target")]
+        # copies on the host (a slice would save the whole buffer's storage; a device clone would need as much
+        # free device memory again)
+        stored = [self._aux_buffer.get(k)[:filled].to("cpu", copy=True) for k in (*self._aux_keys, "value_target")]
         return {**super()._state(), "aux_engine": self.aux_engine.state_dict(), "aux_position": position,
                 "aux_buffer": stored}  # fmt: skip
 

@@ -4,8 +4,9 @@ and on the full level distribution (the test levels), normalised with Procgen's 
 mean and 95% stratified-bootstrap intervals of the evaluation toolbox beside the published references.
 
 Every agent runs with the Procgen settings of its paper (PPO: those of Cobbe et al. 2020 and CleanRL's
-``ppo_procgen.py``, which DrAC shares: 64 envs x 256 steps, 3 epochs of 8 minibatches, Adam at 5e-4, gamma 0.999)
-and the IMPALA-CNN (``espeholt_resnet``), shared by actor and critic where the paper shares it. Scores are the mean
+``ppo_procgen.py``, which DrAC shares: 64 envs x 256 steps, 3 epochs of 8 minibatches, Adam at 5e-4, gamma 0.999;
+DrAC with its best augmentation per game, DAAC with its authors' per-game value-phase settings) and the IMPALA-CNN
+(``espeholt_resnet``), shared by actor and critic where the paper shares it. Scores are the mean
 return of episodes with sampled actions, as the papers report them.
 
 ``--speed`` times the update loop instead: frames per second of each agent on one game, after a warm-up batch.
@@ -33,8 +34,27 @@ AGENT_OPTIONS: dict[str, dict[str, Any]] = {
     "drac": {},
     "daac": {},
     "drdaac": {},
-    "ppg": {},
+    # the suite restarts an interrupted run from its seed: the auxiliary buffer (up to 6 GiB) need not be saved
+    "ppg": {"aux_buffer_in_checkpoint": False},
 }
+
+
+def per_game(agent: str, game: str) -> dict[str, Any]:
+    """The paper's per-game settings of ``agent`` on ``game`` as suite overrides: DrAC's best augmentation
+    (:data:`~rlte_plugins.agents.drac.BEST_AUGMENTATION`) and DAAC's value-phase and advantage-loss settings
+    (:data:`~rlte_plugins.agents.daac.BEST_HYPERPARAMETERS`)."""
+    from rlte_plugins.agents.daac import BEST_HYPERPARAMETERS
+    from rlte_plugins.agents.drac import BEST_AUGMENTATION
+
+    out: dict[str, Any] = {}
+    if agent in ("drac", "drdaac"):
+        aug = BEST_AUGMENTATION[game]
+        out["augmentation"] = {"name": aug} if isinstance(aug, str) else dict(aug)
+    if agent in ("daac", "drdaac"):
+        out.update({f"agent.{k}": v for k, v in BEST_HYPERPARAMETERS.get(game, {}).items()})
+    return out
+
+
 SHARED_TRUNK = {"ppo", "drac"}
 
 
@@ -82,7 +102,7 @@ def suite(
         "tasks": {game: {"frames": frames, "normalize": "procgen_easy"} for game in games},
         "algorithms": {
             agent: {"config": agent_config(agent, games[0], num_levels, num_envs, num_steps),
-                    "tasks": {game: {"set": {"env.game": game}} for game in games}}
+                    "tasks": {game: {"set": {"env.game": game, **per_game(agent, game)}} for game in games}}
             for agent in agents
         },
     }  # fmt: skip

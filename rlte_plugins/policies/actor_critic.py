@@ -146,7 +146,8 @@ def _fresh_copy(encoder: Encoder, out_key: str) -> Encoder:
 class DecoupledActorCritic(ActorCritic):
     """DAAC (Raileanu and Fergus, 2021): actor and critic with separate encoders, and an advantage head on the
     actor's features that predicts ``A(s, a)`` (written ``"advantage_pred"``), trained to match the GAE
-    advantages so the policy's representation learns what matters for the action, not the value.
+    advantages so the policy's representation learns what matters for the action, not the value. The head is
+    linear in the features and the (one-hot) action, as the authors'; ``advantage_hidden`` > 0 adds a ReLU layer.
 
     Examples:
         >>> import torch, rlte_plugins
@@ -158,8 +159,11 @@ class DecoupledActorCritic(ActorCritic):
         torch.Size([2, 1])
     """
 
-    def __init__(self, value_init_gain: float = 1.0, advantage_hidden: int = 256) -> None:
+    def __init__(self, value_init_gain: float = 1.0, advantage_hidden: int = 0) -> None:
         super().__init__(shared_encoder=False, value_init_gain=value_init_gain)
+        if not isinstance(advantage_hidden, int) or isinstance(advantage_hidden, bool) or advantage_hidden < 0:
+            raise ComponentArgumentError(f"policy 'decoupled_actor_critic': advantage_hidden must be an int >= 0 (0: "
+                                         f"a linear head), got {advantage_hidden!r}")  # fmt: skip
         self.advantage_hidden = advantage_hidden
         self.advantage: Any = None
 
@@ -184,7 +188,13 @@ class _AdvantageNet(nn.Module):
     def __init__(self, features: int, action_dim: int, hidden: int, discrete: bool) -> None:
         super().__init__()
         self.discrete, self.action_dim = discrete, action_dim
-        self.net = nn.Sequential(nn.Linear(features + action_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        # the authors' head is linear in (features, one-hot action); hidden > 0 puts a ReLU layer between
+        layers = (
+            [nn.Linear(features + action_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)]
+            if hidden
+            else [nn.Linear(features + action_dim, 1)]
+        )
+        self.net = nn.Sequential(*layers)
         orthogonal_init(self.net, 1.0)
 
     def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -43,5 +43,10 @@ def test_suite_names_each_game_and_refuses_unknown_agents():
     assert ppo["config"]["policy"] == {"name": "actor_critic", "shared_encoder": True}
     assert ppo["config"]["agent"]["lr"] == 5e-4 and ppo["config"]["agent"]["epochs"] == 3
     assert ppo["tasks"]["coinrun"] == {"set": {"env.game": "coinrun"}}
+    # the papers' per-game settings: DrAC's best augmentation, DAAC's value phase
+    assert spec["algorithms"]["drac"]["tasks"]["coinrun"]["set"]["augmentation"] == {"name": "random_convolution"}
+    assert spec["algorithms"]["drac"]["tasks"]["bigfish"]["set"]["augmentation"] == {"name": "random_shift", "pad": 12}
+    daac = procgen.suite(["daac"], ["bigfish"], 1000, 200, 1)["algorithms"]["daac"]["tasks"]["bigfish"]["set"]
+    assert (daac["agent.value_freq"], daac["agent.adv_coef"]) == (32, 0.05)
     with pytest.raises(ComponentArgumentError, match="no Procgen settings for agent 'sac'"):
         procgen.suite(["sac"], ["bigfish"], 1000, 200, 1)
