@@ -217,7 +217,7 @@ class OnPolicyAgent(Agent):
         lr = Schedule.parse(c.lr, self.owner)
         trained = [*policy.parameters(), *(self.int_critic.parameters() if self.int_critic is not None else ())]
         self.engine = UpdateEngine(
-            trained, device=self.device, lr=lr, eps=c.adam_eps, max_grad_norm=c.max_grad_norm,
+            trained, device=self.device, lr=lr, **self.engine_options(), max_grad_norm=c.max_grad_norm,
             amp=c.amp, compile=c.compile, cudagraphs=c.cudagraphs, chunk_size=c.chunk_size,
             grad_accumulation=c.grad_accumulation, owner=self.owner,
         )  # fmt: skip
@@ -237,6 +237,11 @@ class OnPolicyAgent(Agent):
     def make_loss(self) -> Any:
         """The agent's TorchRL loss over ``self.policy.actor`` and ``self.policy.critic``."""
         raise NotImplementedError
+
+    def engine_options(self) -> dict[str, Any]:
+        """The optimiser's options for the update engine (``optimizer``, ``eps``, RMSprop's ``alpha`` and
+        ``momentum``): Adam with ``adam_eps`` unless a subclass declares another."""
+        return {"eps": self.config.adam_eps}
 
     def _tensor_actor(self, path: Any) -> Any:
         """The acting path (observation normalisation, then sampling) as a plain-tensor function; ``None`` where

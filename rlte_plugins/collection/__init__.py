@@ -1,9 +1,10 @@
 """How an agent gathers its batches: ``torchrl`` (TorchRL's ``Collector``, any TorchRL env) or ``direct`` (a buffer
-allocated once and filled by stepping an rlte env in-process, on CPU or on the training device).
+allocated once and filled by stepping an rlte env in-process, on CPU or on the training device), and, for an agent
+that corrects for a lagging behaviour policy (IMPALA), ``async``: worker processes acting while the learner trains.
 
-Both return ``[num_envs, num_steps]`` TensorDicts with TorchRL's keys (``("next", "reward")``, ``("next",
+All return ``[num_envs, num_steps]`` TensorDicts with TorchRL's keys (``("next", "reward")``, ``("next",
 "done")``, ``("next", "terminated")``...), so everything after collection is the same code. A later Ray strategy
-plugs in at :func:`make_collection`.
+plugs in at :func:`make_collection`, beside ``async``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from torchrl.envs import EnvBase
 from rlte_plugins.errors import ComponentArgumentError
 
 STRATEGIES = ("auto", "torchrl", "direct")
+#: strategies whose batches come from weights that lag the learner's (each frame carries their ``policy_version``):
+#: offered only by agents that correct for the lag and declare them in their ``collection`` option
+LAGGED_STRATEGIES = ("async",)
 
 
 def is_rlte_env(env: EnvBase) -> bool:
@@ -31,10 +35,12 @@ def is_rlte_env(env: EnvBase) -> bool:
     return isinstance(env, (BatchedEnv, TorchEnv))
 
 
-def resolve_strategy(choice: str, env: EnvBase, owner: str) -> str:
-    """``auto`` -> ``direct`` for rlte envs, ``torchrl`` otherwise; a ``direct`` request on another env is refused."""
-    if choice not in STRATEGIES:
-        raise ComponentArgumentError(f"{owner}: collection must be one of {', '.join(STRATEGIES)}, got {choice!r}")
+def resolve_strategy(choice: str, env: EnvBase, owner: str, accepted: tuple[str, ...] = STRATEGIES) -> str:
+    """``auto`` -> ``direct`` for rlte envs, ``torchrl`` otherwise; a ``direct`` request on another env is refused.
+    ``accepted``: the strategies the agent offers (:data:`STRATEGIES`, and :data:`LAGGED_STRATEGIES` where it
+    corrects for the lag)."""
+    if choice not in accepted:
+        raise ComponentArgumentError(f"{owner}: collection must be one of {', '.join(accepted)}, got {choice!r}")
     if choice == "auto":
         return "direct" if is_rlte_env(env) else "torchrl"
     if choice == "direct" and not is_rlte_env(env):
@@ -46,7 +52,12 @@ def resolve_strategy(choice: str, env: EnvBase, owner: str) -> str:
 
 
 def make_collection(strategy: str, env: EnvBase, actor: Any, num_steps: int, device: Any, **options: Any) -> Any:
-    """The collection object of ``strategy`` (already resolved)."""
+    """The collection object of ``strategy`` (already resolved); ``options`` are the strategy's own (``direct``:
+    ``keys``, ``chunk_size``, ``tensor_actor``; ``async``: ``reference``, ``num_workers``, ``seed``, ``keys``)."""
+    if strategy == "async":
+        from rlte_plugins.collection.asynchronous import AsyncCollection
+
+        return AsyncCollection(env, actor, num_steps, device, **options)
     if strategy == "direct":
         from rlte_plugins.collection.direct import DirectCollection
 

@@ -1,5 +1,5 @@
-"""The update engine every agent trains through: optimiser, learning-rate schedule in frames, AMP, ``torch.compile``,
-CUDA graphs, chunked gradients, gradient accumulation and clipping.
+"""The update engine every agent trains through: optimiser (Adam or RMSprop), learning-rate schedule in frames, AMP,
+``torch.compile``, CUDA graphs, chunked gradients, gradient accumulation and clipping.
 
 An agent hands :meth:`UpdateEngine.minibatch` a minibatch and a loss function ``loss_fn(piece) -> (total,
 diagnostics)``; the engine computes the gradient over cache-sized chunks (the same gradient as one pass: every
@@ -16,18 +16,25 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from rlte_plugins.errors import ComponentArgumentError
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError
 from rlte_plugins.optim.schedules import Schedule
 
 #: ``torch.compile`` modes the ``compile`` option takes besides ``True``
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 AMP_MODES = (None, "bf16", "fp16")
+#: the optimisers the ``optimizer`` option takes
+OPTIMIZERS = ("adam", "rmsprop")
 
 LossFn = Callable[[TensorDictBase], "tuple[torch.Tensor, torch.Tensor]"]
 
 
-def check_engine_options(owner: str, device: torch.device, amp: Any, compile: Any, cudagraphs: bool) -> None:
-    """One clear error for an option this device cannot run."""
+def check_engine_options(
+    owner: str, device: torch.device, amp: Any, compile: Any, cudagraphs: bool, optimizer: Any = "adam"
+) -> None:
+    """One clear error for an option this device cannot run (or an optimiser the engine does not have)."""
+    if optimizer not in OPTIMIZERS:
+        raise ComponentArgumentError(f"{owner}: optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got "
+                                     f"{optimizer!r}")  # fmt: skip
     if amp not in AMP_MODES:
         raise ComponentArgumentError(f"{owner}: amp must be null, 'bf16' or 'fp16', got {amp!r}")
     if amp == "fp16" and device.type != "cuda":
@@ -47,13 +54,17 @@ def _fusable(params: list[Any], device: torch.device) -> bool:
 
 
 class UpdateEngine:
-    """Adam over ``params`` with every update-side option an agent declares.
+    """Adam (or RMSprop) over ``params`` with every update-side option an agent declares.
 
     Args:
         params: parameters or parameter groups (``[{"params": ..., "lr": ...}]``).
         device: where the update runs.
         lr: a number or a :class:`~rlte_plugins.optim.schedules.Schedule` in frames (set by :meth:`set_lr`).
-        eps: Adam epsilon. ``max_grad_norm``: global gradient-norm clip (``None``: off).
+        optimizer: ``"adam"`` (torch's fused kernel where the parameters allow it) or ``"rmsprop"``
+            (``torch.optim.RMSprop``: ``eps`` is added to the root of the mean square, which starts at zero;
+            TensorFlow's RMSProp, which IMPALA's authors used, adds it under the root and starts the mean square at 1).
+        eps: the optimiser's epsilon. ``alpha``, ``momentum``: RMSprop's decay of the mean square and its momentum
+            (not read by Adam). ``max_grad_norm``: global gradient-norm clip (``None``: off).
         amp: ``None``, ``"bf16"`` or ``"fp16"`` (fp16 with a gradient scaler; CUDA only).
         compile: ``torch.compile`` the modules given to :meth:`compiled` (``True`` or a mode name).
         cudagraphs: capture each chunk's forward and backward in a CUDA graph (tensordict's ``CudaGraphModule``;
@@ -61,6 +72,14 @@ class UpdateEngine:
             so that the graph's writes land where the optimiser reads them.
         chunk_size: samples per chunk of the gradient computation.
         grad_accumulation: consecutive minibatches averaged into one optimiser step.
+
+    Examples:
+        >>> import torch
+        >>> net = torch.nn.Linear(3, 1)
+        >>> engine = UpdateEngine(net.parameters(), device=torch.device("cpu"), optimizer="rmsprop", lr=6e-4,
+        ...                       eps=0.01, alpha=0.99, max_grad_norm=40.0)
+        >>> type(engine.optimizer).__name__, engine.optimizer.param_groups[0]["alpha"]
+        ('RMSprop', 0.99)
     """
 
     def __init__(
@@ -69,7 +88,10 @@ class UpdateEngine:
         *,
         device: torch.device,
         lr: Schedule | float = 3e-4,
+        optimizer: str = "adam",
         eps: float = 1e-5,
+        alpha: float = 0.99,
+        momentum: float = 0.0,
         max_grad_norm: float | None = None,
         amp: str | None = None,
         compile: bool | str = False,
@@ -78,15 +100,20 @@ class UpdateEngine:
         grad_accumulation: int = 1,
         owner: str = "agent",
     ) -> None:
-        check_engine_options(owner, device, amp, compile, cudagraphs)
+        check_engine_options(owner, device, amp, compile, cudagraphs, optimizer)
         self.device = device
         self.lr = Schedule.parse(lr, owner)
         # groups' parameters as lists: a generator would be used up by the check below
         params = [{**p, "params": list(p["params"])} if isinstance(p, dict) else p for p in params]
         # the fused kernel: one call for every parameter (on a 64x64 MLP pair, 50 us a step on one CPU thread
         # against 186 us for the per-tensor loop, the default on CPU)
-        self.fused = _fusable(params, device)
-        self.optimizer = torch.optim.Adam(params, lr=self.lr(0), eps=eps, fused=self.fused)
+        self.kind = optimizer
+        self.fused = optimizer == "adam" and _fusable(params, device)
+        self.optimizer: torch.optim.Optimizer
+        if optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(params, lr=self.lr(0), alpha=alpha, eps=eps, momentum=momentum)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=self.lr(0), eps=eps, fused=self.fused)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.max_grad_norm = max_grad_norm
         self.compile, self.cudagraphs = compile, cudagraphs
@@ -194,14 +221,21 @@ class UpdateEngine:
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "kind": self.kind}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        kind = state.get("kind", "adam")  # checkpoints from before the choice were all Adam's
+        if kind != self.kind:
+            # each keeps other statistics (Adam's moments, RMSprop's mean square): one would step on the other's
+            raise CheckpointError(f"the checkpoint's optimiser state is {kind!r}'s, not {self.kind!r}'s: load it with "
+                                  f"optimizer={kind!r}")  # fmt: skip
         self.optimizer.load_state_dict(state["optimizer"])
         # a checkpoint of another kernel (the per-tensor loop, before fused Adam) would switch it back: the groups
         # keep this engine's kernel, and the step counters move where the fused kernel reads them
         for group in self.optimizer.param_groups:
-            group["fused"], group["foreach"] = (True if self.fused else None), None
+            group["foreach"] = None
+            if self.kind == "adam":
+                group["fused"] = True if self.fused else None
             if self.fused:
                 for p in group["params"]:
                     saved = self.optimizer.state.get(p, {})

@@ -83,3 +83,47 @@ def test_a_checkpoint_of_the_per_tensor_adam_loads_into_the_fused_one_and_steps(
     assert all(g["fused"] for g in engine.optimizer.param_groups)
     assert {int(s["step"]) for s in engine.optimizer.state.values()} == {2}
     assert not hasattr(engine.optimizer, "found_inf")  # the guard's flag does not outlive its step
+
+
+def test_rmsprop_steps_as_torchs_rmsprop_with_its_decay_eps_and_momentum():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    reference = torch.nn.Linear(3, 2)
+    reference.load_state_dict(net.state_dict())
+    engine = UpdateEngine(net.parameters(), device=CPU, optimizer="rmsprop", lr=1e-2, eps=0.01, alpha=0.9,
+                          momentum=0.5, max_grad_norm=40.0)  # fmt: skip
+    torch_rmsprop = torch.optim.RMSprop(reference.parameters(), lr=1e-2, alpha=0.9, eps=0.01, momentum=0.5)
+    for _ in range(3):
+        x = torch.randn(8, 3)
+        net(x).pow(2).sum().backward()
+        engine.step()
+        reference(x).pow(2).sum().backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), 40.0)
+        torch_rmsprop.step()
+        torch_rmsprop.zero_grad()
+    assert not engine.fused
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.parameters(), strict=True))
+
+
+def test_an_rmsprop_checkpoint_resumes_and_an_adam_one_is_refused():
+    from rlte_plugins.errors import CheckpointError
+
+    net = torch.nn.Linear(3, 1)
+    engine = UpdateEngine(net.parameters(), device=CPU, optimizer="rmsprop", eps=0.01)
+    net(torch.randn(4, 3)).sum().backward()
+    engine.step()
+    again = UpdateEngine(net.parameters(), device=CPU, optimizer="rmsprop", eps=0.01)
+    again.load_state_dict(engine.state_dict())
+    saved = next(iter(engine.optimizer.state.values()))["square_avg"]
+    assert torch.equal(next(iter(again.optimizer.state.values()))["square_avg"], saved)
+    adam = UpdateEngine(net.parameters(), device=CPU)
+    with pytest.raises(CheckpointError, match="optimiser state is 'adam''s, not 'rmsprop''s: load it with optimizer"):
+        again.load_state_dict(adam.state_dict())
+    old = adam.state_dict()
+    del old["kind"]  # written before the choice existed: Adam's
+    adam.load_state_dict(old)
+
+
+def test_an_optimizer_the_engine_lacks_is_one_error():
+    with pytest.raises(ComponentArgumentError, match="agent: optimizer must be one of 'adam', 'rmsprop', got 'sgd'"):
+        UpdateEngine(torch.nn.Linear(2, 2).parameters(), device=CPU, optimizer="sgd")
