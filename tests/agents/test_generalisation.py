@@ -197,3 +197,28 @@ def test_agent_learns_point_mass_from_pixels(name):
     stats = agent.train(40_960, stop_conditions=[HitsUpperBound("eval/episodic_return", 150)], eval_every=10,
                         eval_episodes=5, progress=False)  # fmt: skip
     assert stats["eval/episodic_return"] >= 150, agent.history
+
+
+@pytest.mark.parametrize("name", ["drac", "daac", "drdaac"])
+def test_trains_from_a_yaml_config_and_loads_back(name, tmp_path):
+    import yaml
+
+    from rlte_plugins import load_agent
+    from rlte_plugins.cli import main
+
+    config = {
+        "agent": {"name": name, "num_steps": 8, "num_minibatches": 2,
+                  **({"value_epochs": 1} if "daac" in name else {})},
+        "env": {**PIXELS, "num_envs": 2},
+        "encoder": {"name": "tassa_cnn", "features": 16, "channels": 4},
+        **({"augmentation": {"name": "random_convolution"}} if name != "daac" else {}),
+        "train": {"total_frames": 32, "eval_episodes": 1, "logger": "none", "output": str(tmp_path / "run"),
+                  "threads": 1},
+    }  # fmt: skip
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["train", str(path)]) == 0
+    agent = load_agent(tmp_path / "run" / "checkpoint.pt")
+    assert agent.name == name and agent.frames == 32
+    if name != "daac":
+        assert agent.components["augmentation"].registry_name == "random_convolution"
