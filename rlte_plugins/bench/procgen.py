@@ -36,6 +36,7 @@ AGENT_OPTIONS: dict[str, dict[str, Any]] = {
     "drdaac": {},
     # the suite restarts an interrupted run from its seed: the auxiliary buffer (up to 6 GiB) need not be saved
     "ppg": {"aux_buffer_in_checkpoint": False},
+    "impala": {},
 }
 
 
@@ -243,8 +244,12 @@ def speed(
     iterations: int = 2,
     threads: int | None = None,
 ) -> dict[str, float]:
-    """Frames per second of each agent's collect-and-update loop on ``game`` (after one untimed batch), same run,
-    same settings as :func:`benchmark`; printed beside PPO's."""
+    """Frames per second of each agent's collect-and-update loop on ``game``, same run, same settings as
+    :func:`benchmark` (DAAC: its default value phase every batch); printed beside PPO's.
+
+    ``iterations`` batches are timed together after one untimed batch. PPG's phases are timed whole: its ``n_pi``
+    becomes ``iterations`` and a whole cycle runs untimed first, so the timed batches hold one auxiliary phase,
+    whose cost per frame is the paper's (``aux_epochs`` passes over every stored frame, whatever ``n_pi``)."""
     import torch
 
     from rlte_plugins.training.config import normalize_config
@@ -254,21 +259,24 @@ def speed(
         torch.set_num_threads(threads)
     figures: dict[str, float] = {}
     print(f"Procgen {game}, {num_envs} envs x {num_steps} steps per batch, torch threads {torch.get_num_threads()}; "
-          f"median of {iterations} timed batches after one untimed:")  # fmt: skip
+          f"{iterations} timed batches after untimed ones:")  # fmt: skip
     print("{:10s} {:>10s} {:>8s}".format("agent", "frames/s", "vs ppo"))
     for name in agents:
         config = agent_config(name, game, 200, num_envs, num_steps)
+        warmup = 1
+        if name == "ppg":
+            config["agent"]["n_pi"] = warmup = iterations
         agent = build_agent(normalize_config({**config, "train": {"seed": 0}}, "rlte bench procgen --speed"))
         try:
-            agent.iteration()
-            times = []
-            for _ in range(iterations):
-                start = time.perf_counter()
+            for _ in range(warmup):
                 agent.iteration()
-                times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for _ in range(iterations):
+                agent.iteration()
+            elapsed = time.perf_counter() - start
         finally:
             agent.close()
-        figures[name] = agent.frames_per_batch / float(np.median(times))
+        figures[name] = iterations * agent.frames_per_batch / elapsed
         ratio = figures[name] / figures["ppo"] if "ppo" in figures else float("nan")
         print(f"{name:10s} {figures[name]:10.0f} {ratio:8.2f}")
     return figures

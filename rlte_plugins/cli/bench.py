@@ -114,7 +114,7 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--threads", type=positive_int, help="torch's CPU thread count in every run")
     b.add_argument("--speed", action="store_true", help="time each agent's collect-and-update loop on the first "
                    "game instead (frames/s beside PPO's)")  # fmt: skip
-    b.add_argument("--iterations", type=positive_int, default=2, help="--speed: timed batches (median shown)")
+    b.add_argument("--iterations", type=positive_int, default=2, help="--speed: timed batches")
     b.set_defaults(func=run_procgen)
     b = bench.add_parser("drqv2", help="DrQ-v2 on DMC pixels beside the authors' returns and frames/s")
     b.add_argument("--updates", action="store_true", help="time the update and end-to-end frames/s instead of returns")

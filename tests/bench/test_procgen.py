@@ -50,3 +50,15 @@ def test_suite_names_each_game_and_refuses_unknown_agents():
     assert (daac["agent.value_freq"], daac["agent.adv_coef"]) == (32, 0.05)
     with pytest.raises(ComponentArgumentError, match="no Procgen settings for agent 'sac'"):
         procgen.suite(["sac"], ["bigfish"], 1000, 200, 1)
+
+
+def test_speed_times_whole_ppg_cycles(capsys, monkeypatch):
+    from rlte_plugins.agents.ppg import PPG
+
+    phases = []
+    original = PPG._auxiliary_phase
+    monkeypatch.setattr(PPG, "_auxiliary_phase", lambda self: phases.append(self.frames) or original(self))
+    figures = procgen.speed(["ppo", "ppg"], num_envs=2, num_steps=8, iterations=2, threads=1)
+    assert set(figures) == {"ppo", "ppg"} and all(v > 0 for v in figures.values())
+    assert phases == [32, 64]  # one auxiliary phase in the untimed cycle, one in the timed one
+    assert "vs ppo" in capsys.readouterr().out
