@@ -27,7 +27,7 @@ from torchrl.objectives.value.functional import vtrace_advantage_estimate
 from rlte_plugins.agents.base import option
 from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 from rlte_plugins.collection import LAGGED_STRATEGIES, STRATEGIES
-from rlte_plugins.collection.asynchronous import VERSION_KEY
+from rlte_plugins.collection.asynchronous import VERSION_END_KEY, VERSION_KEY
 from rlte_plugins.errors import ComponentArgumentError
 
 _MAYBE_NUMBER = (int, float, type(None))
@@ -181,13 +181,18 @@ class IMPALA(OnPolicyAgent):
     unrolls of 20 steps per learner batch, one gradient step per batch, RMSprop (lr 6e-4 annealed linearly to 0,
     decay 0.99, epsilon 0.01, no momentum) with the gradient norm clipped at 40, entropy cost 0.01, baseline cost 0.5
     on ``0.5 * (v_s - V)^2``, gamma 0.99, ``rho_bar = c_bar = 1``; every loss summed over the batch's steps, as in
-    the authors' ``scalable_agent`` learner; ``clip_rewards`` is the paper's reward clipping to [-1, 1]. Terminated
+    the authors' ``scalable_agent`` learner; ``clip_rewards`` is the paper's reward clipping to [-1, 1]. torch's
+    RMSprop is not TensorFlow's, which the paper used (epsilon inside the square root, mean square starting at 1): with
+    epsilon 0.01 the first steps here are larger, as in torchbeast. Terminated
     and truncated stay distinct: a truncated episode bootstraps from its last observation's value.
 
     Collection: ``direct``/``torchrl`` act with the learner's weights (V-trace is then n-step returns, with importance
     weights of 1); ``policy_lag=k`` acts with the learner's weights of ``k`` updates before, in-process and
     deterministic; ``collection="async"`` runs ``num_workers`` processes of TorchRL's ``MultiAsyncCollector``, whose
-    weights are pushed after each update. ``charts/policy_lag`` is the mean number of learner updates
+    weights are pushed after each update (a worker takes them mid-unroll where the paper's actors wait for the next
+    unroll; V-trace stays exact, each step storing the log-probability of the weights that acted, and
+    ``charts/policy_version_ambiguous`` is the share of frames whose weights changed while their action was chosen).
+    ``charts/policy_lag`` is the mean number of learner updates
     between the weights that acted and the update that learns from them.
 
     Components as :class:`~rlte_plugins.agents.ppo.PPO` (feed-forward policies).
@@ -356,9 +361,12 @@ class IMPALA(OnPolicyAgent):
         chosen = self._batch if batch is None else batch
         version = None if chosen is None else chosen.get(VERSION_KEY, None)
         lag = None if version is None else (self.iterations - version.float()).mean()
+        end = None if chosen is None else chosen.get(VERSION_END_KEY, None)
         stats = super().step(batch)
         if lag is not None:
             stats["charts/policy_lag"] = lag
+        if end is not None:  # async: frames whose weights changed while their action was chosen
+            stats["charts/policy_version_ambiguous"] = (end != version).float().mean()
         if self._snapshots is not None:
             self._snapshots.append((self.iterations, self._actor_weights()))
         if self.config.collection == "async":

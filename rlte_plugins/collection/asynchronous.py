@@ -2,9 +2,13 @@
 trains, through TorchRL's ``MultiAsyncCollector`` (IMPALA's actors on one machine).
 
 The workers' weights lag the learner's: they change only when the learner pushes its own (:meth:`AsyncCollection.push`,
-TorchRL's ``update_policy_weights_``), and a worker may be halfway through a batch when they arrive. So every frame
-carries the version of the weights that chose its action (``"policy_version"``: the learner's update count when they
-were pushed), stamped by a buffer that travels with the weights; the learner measures its policy lag from it.
+TorchRL's ``update_policy_weights_``), and a worker may be halfway through a batch when they arrive (unlike the
+paper's actors, which take new weights between unrolls only: V-trace stays exact, as each step stores the
+log-probability of the weights that acted). So every frame carries the version of the weights that chose its action
+(``"policy_version"``: the learner's update count when they were pushed), stamped by a buffer that travels with the
+weights, just before the action is chosen and again just after (``"policy_version_end"``): TorchRL's workers apply
+new weights from a thread of their own, so where the two stamps differ, the action came from one of the two versions
+(the learner logs the share of such frames). The learner measures its policy lag from the first stamp.
 
 A batch is ``[num_envs, num_steps]``: the first ``num_workers`` worker batches to arrive (``num_envs / num_workers``
 envs each), as IMPALA's learner dequeues the first unrolls its actors finish. A Ray-backed strategy plugs in beside
@@ -26,28 +30,31 @@ from torchrl.envs import Compose, EnvBase, RewardSum, StepCounter, TransformedEn
 
 from rlte_plugins.errors import ComponentArgumentError
 
-#: the key each collected frame carries: the learner's update count when the acting weights were pushed
+#: the key each collected frame carries: the learner's update count when the acting weights were pushed (read just
+#: before the action is chosen; ``VERSION_END_KEY`` just after)
 VERSION_KEY = "policy_version"
+VERSION_END_KEY = "policy_version_end"
 
 
 class VersionStamp(nn.Module):
-    """Writes its ``version`` buffer for every row it is shown: the buffer goes to the workers with the weights, so
-    what it writes is the version of the weights that acted.
+    """Writes its ``version`` buffer for every row it is shown (an observation with ``event_dims`` dims per row):
+    the buffer goes to the workers with the weights, so what it writes is the version of the weights that act.
 
     Examples:
         >>> import torch
-        >>> stamp = VersionStamp()
+        >>> stamp = VersionStamp(event_dims=3)
         >>> _ = stamp.version.fill_(3)
-        >>> stamp(torch.zeros(2, 4)).flatten().tolist()
+        >>> stamp(torch.zeros(2, 3, 8, 8)).tolist()
         [3, 3]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, event_dims: int = 1) -> None:
         super().__init__()
+        self.event_dims = event_dims
         self.register_buffer("version", torch.zeros((), dtype=torch.long))
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.version.expand(observation.shape[:-1]).clone()
+        return self.version.expand(observation.shape[: observation.dim() - self.event_dims]).clone()
 
 
 def worker_env(reference: Mapping[str, Any], num_envs: int, seed: int, device: str) -> EnvBase:
@@ -114,10 +121,13 @@ class AsyncCollection:
         # the workers act with a copy: the learner's optimiser steps its own weights in place, which workers sharing
         # them would see halfway through a rollout, with no version to tell
         self.acting = copy.deepcopy(actor)
-        self.stamp = VersionStamp().to(device)
         obs_key = next(k for k in actor.in_keys if k != "is_init")
+        self.stamp = VersionStamp(len(env.observation_spec[obs_key].shape) - len(env.batch_size)).to(device)
         self.policy = TensorDictSequential(
-            self.acting, TensorDictModule(self.stamp, [obs_key], [VERSION_KEY]), selected_out_keys=[*keys, VERSION_KEY]
+            TensorDictModule(self.stamp, [obs_key], [VERSION_KEY]),
+            self.acting,
+            TensorDictModule(self.stamp, [obs_key], [VERSION_END_KEY]),
+            selected_out_keys=[*keys, VERSION_KEY, VERSION_END_KEY],
         )
         self._collector: Any = None
         self._iter: Any = None

@@ -4,6 +4,7 @@ policy, exact resume, the asynchronous workers (smoke test), the optimiser optio
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import re
 import statistics
@@ -245,6 +246,7 @@ def test_async_workers_collect_log_their_lag_and_close():
         assert type(agent.collection).__name__ == "AsyncCollection" and agent.frames == 120
         lags = [h["charts/policy_lag"] for h in agent.history]
         assert len(lags) == 6 and lags[0] == 0 and all(lag >= 0 for lag in lags)
+        assert all(0 <= h["charts/policy_version_ambiguous"] <= 1 for h in agent.history)
         assert np.isfinite(stats["losses/policy_loss"]) and torch.get_num_threads() == threads
         procs = list(agent.collection._collector.procs)
         assert procs and all(p.is_alive() for p in procs)
@@ -311,3 +313,33 @@ def test_rlte_info_prints_every_option_and_yaml_trains_it(tmp_path, capsys):
     logged = (tmp_path / "run" / "impala" / "scalars" / "charts" / "policy_lag.csv").read_text().split()
     assert [float(line.split(",")[1]) for line in logged] == [0.0, 1.0, 1.0]
     assert rlte_plugins.load_agent(tmp_path / "run" / "checkpoint.pt").config.policy_lag == 1
+
+
+def test_async_workers_act_with_the_weights_they_are_sent():
+    """Each frame's stored log-probability is that of the weights its version stamp names (the learner's weights
+    after that many updates), for nearly every frame (a push landing while an action is chosen is flagged by the
+    second stamp), and the versions advance: the weights reach the workers."""
+    from tensordict import TensorDict
+
+    agent = small(collection="async", num_workers=1, seed=0, lr=3e-3, anneal_lr=False).build()
+    snapshots = {0: copy.deepcopy(agent.policy.actor)}
+    matched = total = 0
+    versions = []
+    try:
+        for _ in range(8):
+            batch = agent.collect().reshape(-1)
+            stamps, ends = batch.get("policy_version"), batch.get("policy_version_end")
+            versions.append(int(stamps.max()))
+            for v in stamps.unique().tolist():
+                rows = batch[(stamps == v) & (ends == v)]
+                with torch.no_grad():
+                    dist = snapshots[v].get_dist(TensorDict(observation=rows.get("observation"), batch_size=rows.shape))
+                    log_prob = dist.log_prob(rows.get("action"))
+                matched += int(((log_prob - rows.get("action_log_prob")).abs() < 1e-5).sum())
+                total += rows.shape[0]
+            agent.step()
+            snapshots[agent.iterations] = copy.deepcopy(agent.policy.actor)
+    finally:
+        agent.close()
+    assert total >= 0.9 * 8 * 4 * 5 and matched == total
+    assert versions[-1] >= 4 and versions == sorted(versions)
