@@ -56,7 +56,7 @@ def per_game(agent: str, game: str) -> dict[str, Any]:
     return out
 
 
-SHARED_TRUNK = {"ppo", "drac"}
+SHARED_TRUNK = {"ppo", "drac", "impala"}  # the papers share the torso; DAAC and PPG separate it by design
 
 
 def agent_config(agent: str, game: str, num_levels: int, num_envs: int, num_steps: int = 256) -> dict[str, Any]:
