@@ -11,7 +11,7 @@ import torch
 from tensordict import TensorDictBase
 
 from rlte_plugins.agents.base import option
-from rlte_plugins.agents.drac import augmentation_terms, check_augmented
+from rlte_plugins.agents.drac import ProcgenConfig, augmentation_terms, check_augmented
 from rlte_plugins.agents.ppo import PPO
 from rlte_plugins.errors import ComponentArgumentError
 
@@ -60,15 +60,8 @@ class DAAC(PPO):
     slots: ClassVar[dict[str, Any]] = {**PPO.slots, "encoder": "auto", "policy": "decoupled_actor_critic"}
 
     @dataclasses.dataclass
-    class Config(PPO.Config):
-        num_envs: int = option(64, "parallel envs when the agent makes the env", low=1)
-        num_steps: int = option(256, "steps per env per batch", low=1)
+    class Config(ProcgenConfig):
         epochs: int = option(1, "passes of the policy network over each batch", low=1)
-        num_minibatches: int = option(8, "minibatches per pass (must divide the batch)", low=1)
-        lr: float | str = option(5e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
-                                 types=(int, float, str), low=0.0)  # fmt: skip
-        anneal_lr: bool = option(False, "anneal a numeric lr linearly to 0 over train()'s total_frames")
-        gamma: float = option(0.999, "discount", low=0.0, high=1.0, low_open=True)
         value_coef: float = option(0.5, "weight of the value network's squared error (its own phase)", low=0.0)
         value_epochs: int = option(9, "passes of the value network over a batch, in its phase", low=1)
         value_freq: int = option(1, "train the value network every this many batches", low=1)

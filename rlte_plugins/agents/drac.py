@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 from tensordict import TensorDictBase
 
-from rlte_plugins.agents.base import option
+from rlte_plugins.agents.base import config_fields, field_default, option
 from rlte_plugins.agents.ppo import PPO
 from rlte_plugins.errors import ComponentArgumentError
 
@@ -30,13 +30,29 @@ BEST_AUGMENTATION: dict[str, Any] = {
     **dict.fromkeys(("ninja", "climber", "miner"), "color_jitter"),
 }
 
-#: The Procgen settings of the DrAC and DAAC papers (their code's defaults; CleanRL's ``ppo_procgen.py`` uses the
-#: same): 64 envs x 256 steps, 8 minibatches, Adam at a constant 5e-4, gamma 0.999, lambda 0.95, entropy 0.01, the
-#: value loss clipped at 0.2 with weight 0.5 on half the squared error (0.25 here: TorchRL's l2 is the full one).
-PROCGEN_DEFAULTS: dict[str, Any] = dict(
-    num_envs=64, num_steps=256, num_minibatches=8, lr=5e-4, anneal_lr=False, gamma=0.999, gae_lambda=0.95,
-    entropy_coef=0.01, value_coef=0.25, clip_value=0.2, max_grad_norm=0.5, adam_eps=1e-5,
-)  # fmt: skip
+
+@dataclasses.dataclass
+class ProcgenConfig(PPO.Config):
+    """PPO's options with the Procgen settings the DrAC, DAAC and PPG papers share (their code's defaults; CleanRL's
+    ``ppo_procgen.py`` uses the same): 64 envs x 256 steps, 8 minibatches, Adam at a constant 5e-4, gamma 0.999;
+    the rest as PPO's (lambda 0.95, entropy 0.01, clip 0.2 on the ratio and the value, value weight 0.5 on half the
+    squared error: 0.25 here, TorchRL's l2 being the full one, gradient norm 0.5)."""
+
+    num_envs: int = option(64, "parallel envs when the agent makes the env", low=1)
+    num_steps: int = option(256, "steps per env per batch (a batch is num_envs x num_steps frames)", low=1)
+    epochs: int = option(3, "passes over each batch", low=1)
+    num_minibatches: int = option(8, "minibatches per pass (must divide the batch)", low=1)
+    lr: float | str = option(5e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
+                             types=(int, float, str), low=0.0)  # fmt: skip
+    anneal_lr: bool = option(False, "anneal a numeric lr linearly to 0 over train()'s total_frames")
+    gamma: float = option(0.999, "discount", low=0.0, high=1.0, low_open=True)
+
+
+#: the options where :class:`ProcgenConfig` differs from PPO's defaults (what ``rlte bench procgen`` gives PPO)
+PROCGEN_DEFAULTS: dict[str, Any] = {
+    f.name: field_default(f) for f in config_fields(ProcgenConfig)
+    if field_default(f) != field_default(next(g for g in config_fields(PPO.Config) if g.name == f.name))
+}  # fmt: skip
 
 
 def augmentation_terms(agent: Any, piece: TensorDictBase, policy: bool = True, value: bool = True) -> dict[str, Any]:
@@ -100,7 +116,7 @@ class DrAC(PPO):
     invariant to the ``augmentation`` slot: ``-log pi(a'|f(s))`` with ``a' ~ pi(.|s)`` and ``0.5 (V(s) - V(f(s)))^2``
     (see :func:`augmentation_terms`). Logs them as ``losses/aug_policy_loss`` and ``losses/aug_value_loss``.
 
-    Defaults are the paper's Procgen settings (:data:`PROCGEN_DEFAULTS`, 3 epochs, ``aug_coef`` 0.1) with the
+    Defaults are the paper's Procgen settings (:class:`ProcgenConfig`: 3 epochs; ``aug_coef`` 0.1) with the
     IMPALA-CNN (``espeholt_resnet``) shared by actor and critic and the "crop" augmentation (``random_shift``,
     ``pad=12``); :data:`BEST_AUGMENTATION` holds the paper's best augmentation per Procgen game.
 
@@ -125,15 +141,7 @@ class DrAC(PPO):
     }
 
     @dataclasses.dataclass
-    class Config(PPO.Config):
-        num_envs: int = option(64, "parallel envs when the agent makes the env", low=1)
-        num_steps: int = option(256, "steps per env per batch", low=1)
-        epochs: int = option(3, "passes over each batch", low=1)
-        num_minibatches: int = option(8, "minibatches per pass (must divide the batch)", low=1)
-        lr: float | str = option(5e-4, "learning rate: a number or 'linear(start, end, frames)'", schedule=True,
-                                 types=(int, float, str), low=0.0)  # fmt: skip
-        anneal_lr: bool = option(False, "anneal a numeric lr linearly to 0 over train()'s total_frames")
-        gamma: float = option(0.999, "discount", low=0.0, high=1.0, low_open=True)
+    class Config(ProcgenConfig):
         aug_coef: float = option(0.1, "weight of the augmentation regularisers (policy and value)", low=0.0)
 
     loss_metrics: ClassVar[dict[str, str]] = {

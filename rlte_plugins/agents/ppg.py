@@ -13,6 +13,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import distributions as D
 
 from rlte_plugins.agents.base import option
+from rlte_plugins.agents.drac import ProcgenConfig
 from rlte_plugins.agents.ppo import PPO
 from rlte_plugins.collection.direct import run_chunked
 from rlte_plugins.errors import CheckpointError, ComponentArgumentError
@@ -65,16 +66,10 @@ class PPG(PPO):
     normalize_per_batch = True  # as the reference does (PPO: per minibatch)
 
     @dataclasses.dataclass
-    class Config(PPO.Config):
-        num_envs: int = option(64, "parallel envs when the agent makes the env", low=1)
-        num_steps: int = option(256, "steps per env per batch (a batch is num_envs x num_steps frames)", low=1)
+    class Config(ProcgenConfig):
         epochs: int = option(1, "policy-phase passes over each batch (E_pi = E_V: policy and value in one loss)",
                              low=1)  # fmt: skip
-        num_minibatches: int = option(8, "policy-phase minibatches per pass (must divide the batch)", low=1)
-        lr: float | str = option(5e-4, "policy-phase learning rate: a number or 'linear(start, end, frames)'",
-                                 schedule=True, types=(int, float, str), low=0.0)  # fmt: skip
         anneal_lr: bool = option(False, "anneal numeric lr and aux_lr linearly to 0 over train()'s total_frames")
-        gamma: float = option(0.999, "discount", low=0.0, high=1.0, low_open=True)
         value_coef: float = option(0.5, "weight of the squared value error in the policy phase", low=0.0)
         max_grad_norm: float | None = option(None, "global gradient-norm clip in both phases (null: off)",
                                              types=(int, float, type(None)), low=0.0, low_open=True)  # fmt: skip
