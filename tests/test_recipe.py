@@ -172,3 +172,25 @@ def test_ppo_rnd_recipe_matches_its_config_and_runs(tmp_path, one_thread):
                                              "--eval-episodes", "1", "--task", "Empty-5x5", "--logger", "none",
                                              "--output", str(tmp_path / "run")]))  # fmt: skip
     assert 0.0 <= success <= 1.0 and (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_ppg_recipe_matches_its_config_and_runs(tmp_path, one_thread):
+    pytest.importorskip("envpool")
+    recipe = load_recipe("ppg_procgen")
+    args = dataclasses.asdict(recipe.Args())
+    config = normalize_config(load_config("ppg_procgen")[0])
+    for key, value in config["agent"].items():
+        if key != "name":
+            assert args[key] == value, key
+    for key in ("game", "num_envs", "num_levels", "distribution_mode"):
+        assert args[key] == config["env"][key], key
+    assert list(args["channels"]) == config["encoder"]["channels"] and args["features"] == config["encoder"]["features"]
+    gain = args["head_init_gain"]
+    assert (config["policy"]["value_init_gain"], config["distribution"]["init_gain"]) == (gain, gain)
+    assert args["frames"] == config["train"]["total_frames"]
+    train, test = recipe.main(recipe.parse_args([
+        "--frames", "128", "--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--n-pi", "2",
+        "--aux-num-minibatches", "2", "--channels", "4", "8", "--features", "16", "--eval-episodes", "1",
+        "--logger", "none", "--output", str(tmp_path / "run"),
+    ]))  # fmt: skip
+    assert math.isfinite(train) and math.isfinite(test) and (tmp_path / "run" / "checkpoint.pt").is_file()
