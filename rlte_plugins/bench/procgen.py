@@ -27,6 +27,8 @@ import yaml
 #: Cobbe et al. 2020, as the DrAC/DAAC/PPG papers quote them) and the test-score ratios to PPO the papers report
 PUBLISHED = {"ppo": {"train": 0.61, "test": 0.36}}
 PUBLISHED_TEST_RATIO = {"ppg": 1.5, "daac": 1.7}
+#: the smallest normalised PPO test score a ratio is printed against
+MIN_RATIO_BASE = 0.05
 
 #: the paper-shared Procgen settings (PPO, DrAC): see :data:`rlte_plugins.agents.drac.PROCGEN_DEFAULTS`
 AGENT_OPTIONS: dict[str, dict[str, Any]] = {
@@ -225,7 +227,9 @@ def report(
                 row[f"{metric}_{split}"] = [float(points[split][agent]), float(low), float(high)]
                 cells.append(f"{points[split][agent]:6.3f} [{low:6.3f},{high:6.3f}]")
             pub = PUBLISHED.get(agent, {})
-            ratio = points["test"][agent] / points["test"]["ppo"] if "ppo" in raw and points["test"]["ppo"] else None
+            # a ratio to a PPO score near the random policy's (an early or failed run) would be noise
+            base = points["test"].get("ppo", 0.0)
+            ratio = points["test"][agent] / base if base >= MIN_RATIO_BASE else None
             row[f"{metric}_test_ratio_to_ppo"] = ratio
             shown = [f"{pub[s]:.2f}" if s in pub and metric == "mean" else "-" for s in ("train", "test")]
             ref = PUBLISHED_TEST_RATIO.get(agent)

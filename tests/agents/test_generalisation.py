@@ -2,7 +2,7 @@
 
 Pixel learning uses ``torch_point_mass`` from 24x24 pixels (3 frames, action repeat 2; a uniformly random policy
 scores about 39, returns go up to 200), where each of the three passes 150 within 40,960 frames on seed 0 (DrAC
-168 after 10,240; DAAC 181 after 20,480; DrDAAC 152 after 10,240). The papers' Procgen curves need millions of
+150.5 after 10,240; DAAC 175 and DrDAAC 177 after 20,480). The papers' Procgen curves need millions of
 frames; ``rlte bench procgen`` runs them.
 """
 
