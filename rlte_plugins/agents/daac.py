@@ -125,8 +125,8 @@ class DAAC(PPO):
 
     def _value_terms(self, piece: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.tensor_policy
-        if path is not None and path.critic_net is not None:
-            value = path.value_head(path.critic_net(piece.get(path.obs_key)))
+        if path is not None:
+            value = path.value(piece.get(path.obs_key))
         else:
             value = self.policy.critic(self._critic_input(piece).clone(False)).get("state_value")
         value = value.reshape(piece.get("value_target").shape)
@@ -177,10 +177,3 @@ class DrDAAC(DAAC):
 
     def value_extra_losses(self, piece: TensorDictBase) -> dict[str, torch.Tensor]:
         return augmentation_terms(self, piece, policy=False)
-
-    def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "augmentation_rng": self.components["augmentation"].random_state()}
-
-    def _load_state(self, state: Any) -> None:
-        super()._load_state(state)
-        self.components["augmentation"].set_random_state(state.get("augmentation_rng", {}))

@@ -75,17 +75,16 @@ def augmentation_terms(agent: Any, piece: TensorDictBase, policy: bool = True, v
     out: dict[str, Any] = {}
     if path is not None:
         obs = piece.get(path.obs_key)
-        shared = path.critic_net is None
         with torch.no_grad():
-            features = path.encoder(obs) if policy or shared else None
+            features = path.encoder(obs) if policy else None
             action = path.distribution.sample_tensors(*path.distribution.params(features))[0] if policy else None
-            fixed = path.value_head(features if shared else path.critic_net(obs)) if value else None
+            fixed = path.value(obs, features) if value else None
         augmented = aug.augment_tensor(obs)
-        features = path.encoder(augmented) if policy or shared else None
+        features = path.encoder(augmented) if policy else None
         if policy:
             log_prob, _ = path.distribution.score_tensors(action, *path.distribution.params(features))
         if value:
-            moved = path.value_head(features if shared else path.critic_net(augmented))
+            moved = path.value(augmented, features)
     else:
         actor, critic = agent.policy.actor, agent.policy.critic
         keys = {*actor.in_keys, *critic.in_keys}
@@ -167,10 +166,3 @@ class DrAC(PPO):
         super().extra_losses(piece, out)
         for key, value in augmentation_terms(self, piece).items():
             out.set(key, value)
-
-    def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "augmentation_rng": self.components["augmentation"].random_state()}
-
-    def _load_state(self, state: Any) -> None:
-        super()._load_state(state)
-        self.components["augmentation"].set_random_state(state.get("augmentation_rng", {}))

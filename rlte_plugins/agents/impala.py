@@ -25,7 +25,7 @@ from torchrl.objectives import LossModule
 from torchrl.objectives.value.functional import vtrace_advantage_estimate
 
 from rlte_plugins.agents.base import option
-from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig
+from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig, next_state_values
 from rlte_plugins.collection import LAGGED_STRATEGIES, STRATEGIES
 from rlte_plugins.collection.asynchronous import VERSION_END_KEY, VERSION_KEY
 from rlte_plugins.errors import ComponentArgumentError
@@ -120,13 +120,10 @@ class VTraceLoss(LossModule):
         """``V(x_{s+1})``: the next step's value within an unroll; the critic on the stored next observation after
         the last step and where an episode ended (the only next observations evaluated again)."""
         nxt = td.get("next").select(*self.critic_network.in_keys)
-        last = self.critic_network(nxt[:, -1].clone(False)).get(self.tensor_keys.value)
-        next_value = torch.cat([value[:, 1:], last.unsqueeze(1)], dim=1)
-        ended = td.get(("next", self.tensor_keys.done))[:, :-1].reshape(value.shape[0], -1)
-        rows, cols = ended.nonzero(as_tuple=True)
-        if rows.numel():
-            next_value[rows, cols] = self.critic_network(nxt[rows, cols].clone(False)).get(self.tensor_keys.value)
-        return next_value
+        return next_state_values(
+            value, nxt, td.get(("next", self.tensor_keys.done)),
+            lambda rows: self.critic_network(rows.clone(False)).get(self.tensor_keys.value),
+        )  # fmt: skip
 
     @torch.no_grad()
     def targets(

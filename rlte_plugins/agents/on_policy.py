@@ -14,6 +14,7 @@ import contextlib
 import copy
 import dataclasses
 import itertools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -32,6 +33,19 @@ from rlte_plugins.optim.schedules import Schedule
 
 _MAYBE_NUMBER = (int, float, type(None))
 RECURRENT_KEYS = ("cell", "hidden_size", "sequence_length", "burn_in")
+
+
+def next_state_values(
+    values: torch.Tensor, nxt: TensorDictBase, done: torch.Tensor, evaluate: Callable[[TensorDictBase], torch.Tensor]
+) -> torch.Tensor:
+    """``V(x_{t+1})`` for ``[B, T]`` rows, from their values ``values`` (``[B, T, 1]``): the value of step ``t + 1``
+    within a row; ``evaluate`` (``V`` of the stored next observations ``nxt``) after the last step and where an
+    episode ended (``done``), the only next observations evaluated again."""
+    next_values = torch.cat([values[:, 1:], evaluate(nxt[:, -1]).unsqueeze(1)], dim=1)
+    rows, cols = done[:, :-1].reshape(values.shape[0], -1).nonzero(as_tuple=True)
+    if rows.numel():
+        next_values[rows, cols] = evaluate(nxt[rows, cols])
+    return next_values
 
 
 @dataclasses.dataclass
@@ -178,7 +192,7 @@ class OnPolicyAgent(Agent):
             )
         if hasattr(distribution, "on_policy"):  # a plugin's head may predate the hook
             distribution.on_policy()
-        aug = self.components.get("augmentation")
+        aug = self._augmentation = self.components.get("augmentation")
         if aug is not None:
             self._check_augmentation(aug)
             aug.to(self.device)
@@ -214,13 +228,8 @@ class OnPolicyAgent(Agent):
         self.tensor_policy = self.policy.tensor_path() if hasattr(self.policy, "tensor_path") else None
         if self.tensor_policy is not None and hasattr(self.loss_module, "use_tensor_path"):
             self.loss_module.use_tensor_path(self.tensor_policy)
-        lr = Schedule.parse(c.lr, self.owner)
         trained = [*policy.parameters(), *(self.int_critic.parameters() if self.int_critic is not None else ())]
-        self.engine = UpdateEngine(
-            trained, device=self.device, lr=lr, **self.engine_options(), max_grad_norm=c.max_grad_norm,
-            amp=c.amp, compile=c.compile, cudagraphs=c.cudagraphs, chunk_size=c.chunk_size,
-            grad_accumulation=c.grad_accumulation, owner=self.owner,
-        )  # fmt: skip
+        self.engine = self.make_engine(trained, c.lr)
         self._loss = self.engine.compiled(self.loss_module)
         self._entropy = Schedule.parse(c.entropy_coef, self.owner)
         if c.retain_memory and self.device.type == "cpu":
@@ -237,6 +246,16 @@ class OnPolicyAgent(Agent):
     def make_loss(self) -> Any:
         """The agent's TorchRL loss over ``self.policy.actor`` and ``self.policy.critic``."""
         raise NotImplementedError
+
+    def make_engine(self, params: list[torch.nn.Parameter], lr: float | str) -> UpdateEngine:
+        """An update engine over ``params`` with the agent's update options (optimiser from :meth:`engine_options`,
+        clipping, precision, compilation, chunks, accumulation) and learning rate ``lr`` (a number or a schedule)."""
+        c = self.config
+        return UpdateEngine(
+            params, device=self.device, lr=Schedule.parse(lr, self.owner), **self.engine_options(),
+            max_grad_norm=c.max_grad_norm, amp=c.amp, compile=c.compile, cudagraphs=c.cudagraphs,
+            chunk_size=c.chunk_size, grad_accumulation=c.grad_accumulation, owner=self.owner,
+        )  # fmt: skip
 
     def engine_options(self) -> dict[str, Any]:
         """The optimiser's options for the update engine (``optimizer``, ``eps``, RMSprop's ``alpha`` and
@@ -436,13 +455,8 @@ class OnPolicyAgent(Agent):
             return values, self.policy.critic(data.get("next").clone()).get("state_value").float()
         values = self._critic_rows(self._critic_input(data), critic)
         nxt = self._critic_input(data.get("next"))
-        last = self._critic_rows(nxt[:, -1], critic)
-        next_values = torch.cat([values[:, 1:], last.unsqueeze(1)], dim=1)
-        reset = data.get(("next", "done"))[:, :-1].squeeze(-1)
-        rows, cols = reset.nonzero(as_tuple=True)
-        if rows.numel():
-            next_values[rows, cols] = self._critic_rows(nxt[rows, cols], critic)
-        return values, next_values
+        done = data.get(("next", "done"))
+        return values, next_state_values(values, nxt, done, lambda rows: self._critic_rows(rows, critic))
 
     # -- the update ---------------------------------------------------------------------------------------
     def _samples(self, rollout: TensorDictBase) -> TensorDictBase:
@@ -529,6 +543,8 @@ class OnPolicyAgent(Agent):
             "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
             "discounted": self._discounted,
             "shuffle_rng": self._shuffle.get_state(),
+            # an augmentation seeded for the update (DrAC's) draws the same parameters after a resume
+            "augmentation_rng": None if self._augmentation is None else self._augmentation.random_state(),
         }
 
     def _load_state(self, state: Any) -> None:
@@ -542,6 +558,8 @@ class OnPolicyAgent(Agent):
             self.ret_rms.load_state_dict(state["ret_rms"])
         self._discounted = state["discounted"].to(self.device)
         self._shuffle.set_state(state["shuffle_rng"])
+        if self._augmentation is not None:
+            self._augmentation.set_random_state(state.get("augmentation_rng") or {})
 
     def parameters(self) -> Any:
         self.build()

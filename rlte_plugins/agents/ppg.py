@@ -17,7 +17,6 @@ from rlte_plugins.agents.drac import ProcgenConfig
 from rlte_plugins.agents.ppo import PPO
 from rlte_plugins.collection.direct import run_chunked
 from rlte_plugins.errors import CheckpointError, ComponentArgumentError
-from rlte_plugins.optim.engine import UpdateEngine
 from rlte_plugins.optim.schedules import Schedule
 
 
@@ -164,11 +163,7 @@ class PPG(PPO):
         self._aux_old: TensorDictBase | None = None
         self._exact_kl: bool | None = None
         self._dist_keys = list(self.policy.actor.dist_params_keys)
-        self.aux_engine = UpdateEngine(
-            list(self.policy.parameters()), device=self.device, lr=Schedule.parse(c.aux_lr, self.owner),
-            eps=c.adam_eps, max_grad_norm=c.max_grad_norm, amp=c.amp, compile=c.compile, cudagraphs=c.cudagraphs,
-            chunk_size=c.chunk_size, grad_accumulation=c.grad_accumulation, owner=self.owner,
-        )  # fmt: skip
+        self.aux_engine = self.make_engine(list(self.policy.parameters()), c.aux_lr)
 
     def set_total_frames(self, total_frames: int) -> None:
         super().set_total_frames(total_frames)

@@ -119,8 +119,13 @@ class TensorActorCritic:
         """``(log_prob(action), entropy, value)``: everything the PPO loss reads from the networks."""
         features = self.encoder(obs)
         log_prob, entropy = self.distribution.score_tensors(action, *self.distribution.params(features))
-        value = self.value_head(features if self.critic_net is None else self.critic_net(obs))
-        return log_prob, entropy, value
+        return log_prob, entropy, self.value(obs, features)
+
+    def value(self, obs: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """``V(obs)``; ``features`` (the actor's encoder on ``obs``) are reused where the critic shares them."""
+        if self.critic_net is not None:
+            return self.value_head(self.critic_net(obs))
+        return self.value_head(self.encoder(obs) if features is None else features)
 
 
 def value_critic(trunk: nn.Module, features_key: str, in_features: int, gain: float) -> TensorDictSequential:

@@ -229,3 +229,22 @@ def test_a_mixture_reads_pixels_on_a_pixel_only_env_and_actions_are_one_hot_by_t
     batch = sea.rollout(2, break_when_any_done=False)  # T == number of actions: indices, not one-hot rows
     assert icm.action_input(batch["action"]).shape == (2, 2, 2)
     assert icm(batch)["intrinsic_reward"].shape == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["icm", "disagreement"])
+@pytest.mark.parametrize("env_name", ["torch_cartpole", "torch_pendulum"])
+def test_forward_model_bonus_shape_on_rollouts(name: str, env_name: str) -> None:
+    env = rlte_plugins.make("env", env_name, num_envs=4)
+    reward = rlte_plugins.make("reward", name).build(env.observation_spec, env.action_spec)
+    batch = env.rollout(8, break_when_any_done=False)
+    assert reward(batch)["intrinsic_reward"].shape == (4, 8)
+    assert torch.isfinite(reward.update(batch)[f"losses/{name}_loss"])
+
+
+@pytest.mark.parametrize("name", ["icm", "disagreement"])
+def test_forward_model_bonus_shape_on_pixels(name: str) -> None:
+    env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, from_pixels=True, image_size=36, frame_stack=2)
+    reward = rlte_plugins.make("reward", name).build(env.observation_spec, env.action_spec)
+    batch = env.rollout(3, break_when_any_done=False)
+    assert reward(batch)["intrinsic_reward"].shape == (2, 3)
+    assert torch.isfinite(reward.update(batch)[f"losses/{name}_loss"])

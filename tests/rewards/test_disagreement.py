@@ -73,23 +73,6 @@ def test_each_member_trains_on_its_own_bootstrap() -> None:
     assert not torch.equal(layer.weight[0], layer.weight[1])
 
 
-@pytest.mark.parametrize("env_name", ["torch_cartpole", "torch_pendulum"])
-def test_bonus_shape_on_rollouts(env_name: str) -> None:
-    env = rlte_plugins.make("env", env_name, num_envs=4)
-    reward = rlte_plugins.make("reward", "disagreement").build(env.observation_spec, env.action_spec)
-    batch = env.rollout(8, break_when_any_done=False)
-    assert reward(batch)["intrinsic_reward"].shape == (4, 8)
-    assert torch.isfinite(reward.update(batch)["losses/disagreement_loss"])
-
-
-def test_bonus_shape_on_pixels() -> None:
-    env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, from_pixels=True, image_size=36, frame_stack=2)
-    reward = rlte_plugins.make("reward", "disagreement").build(env.observation_spec, env.action_spec)
-    batch = env.rollout(3, break_when_any_done=False)
-    assert reward(batch)["intrinsic_reward"].shape == (2, 3)
-    assert torch.isfinite(reward.update(batch)["losses/disagreement_loss"])
-
-
 def test_state_dict_resumes_exactly() -> None:
     reward, batch = disagreement(obs_norm=True), transitions(16, 0)
     for _ in range(3):

@@ -98,23 +98,6 @@ def test_loss_weighs_inverse_and_forward_losses_with_beta_icm() -> None:
     torch.testing.assert_close(losses["loss"], 0.8 * inverse + 0.2 * forward)
 
 
-@pytest.mark.parametrize("env_name", ["torch_cartpole", "torch_pendulum"])
-def test_bonus_shape_on_rollouts(env_name: str) -> None:
-    env = rlte_plugins.make("env", env_name, num_envs=4)
-    reward = rlte_plugins.make("reward", "icm").build(env.observation_spec, env.action_spec)
-    batch = env.rollout(8, break_when_any_done=False)
-    assert reward(batch)["intrinsic_reward"].shape == (4, 8)
-    assert torch.isfinite(reward.update(batch)["losses/icm_loss"])
-
-
-def test_bonus_shape_on_pixels() -> None:
-    env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, from_pixels=True, image_size=36, frame_stack=2)
-    reward = rlte_plugins.make("reward", "icm").build(env.observation_spec, env.action_spec)
-    batch = env.rollout(3, break_when_any_done=False)
-    assert reward(batch)["intrinsic_reward"].shape == (2, 3)
-    assert torch.isfinite(reward.update(batch)["losses/icm_loss"])
-
-
 def test_state_dict_resumes_exactly() -> None:
     reward, batch = icm(obs_norm=True, reward_norm="std"), discrete_batch(16, 0)
     for _ in range(3):
