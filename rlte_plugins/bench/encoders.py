@@ -23,7 +23,8 @@ CASES: tuple[tuple[str, dict[str, Any], tuple[int, ...], str], ...] = (
 )
 
 
-def _time(fn: Any, repeats: int) -> float:
+def median_ms(fn: Any, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls of ``fn`` after one untimed call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -62,7 +63,7 @@ def benchmark(batch_size: int = 256, repeats: int = 10, device: str = "cpu") -> 
             if device != "cpu":
                 torch.cuda.synchronize()
 
-        fwd, both = _time(forward, repeats), _time(train, repeats)
+        fwd, both = median_ms(forward, repeats), median_ms(train, repeats)
         shape_s = "x".join(map(str, shape))
         print(f"{name:<18}{shape_s:<16}{enc.out_features:>9}{fwd:>12.2f}{both:>12.2f}", flush=True)
         rows.append({"encoder": name, "input": shape_s, "forward_ms": fwd, "train_ms": both})

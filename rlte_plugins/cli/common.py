@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -54,6 +55,20 @@ class CommandParser(argparse.ArgumentParser):
         if self._epilog_factory is not None:
             self.epilog = self._epilog_factory()
         return super().format_help()
+
+
+def checkpoint_of(run: str) -> Path:
+    """The checkpoint file of ``run``: a run directory of ``rlte train`` (its ``checkpoint.pt``) or a checkpoint
+    file; a directory without one is refused with a clear error."""
+    from rlte_plugins.errors import CheckpointError
+    from rlte_plugins.training.runner import CHECKPOINT_FILE
+
+    path = Path(run)
+    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
+    if path.is_dir() and not checkpoint.is_file():
+        raise CheckpointError(f"{str(path)!r} has no {CHECKPOINT_FILE}: not a run directory of rlte train, or one "
+                              "that has not saved yet")  # fmt: skip
+    return checkpoint
 
 
 def positive_int(text: str) -> int:

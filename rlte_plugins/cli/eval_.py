@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from pathlib import Path
 from typing import Any
 
-from rlte_plugins.cli.common import EXIT_OK, CommandParser, Subparsers, positive_int, print_json
-from rlte_plugins.errors import CheckpointError
+from rlte_plugins.cli.common import EXIT_OK, CommandParser, Subparsers, checkpoint_of, positive_int, print_json
 
 
 class _EvalParser(CommandParser):
@@ -102,13 +100,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from rlte_plugins.agents.base import load_agent
-    from rlte_plugins.training.runner import CHECKPOINT_FILE, quiet_torchrl
+    from rlte_plugins.training.runner import quiet_torchrl
 
-    path = Path(args.run)
-    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
-    if path.is_dir() and not checkpoint.is_file():
-        raise CheckpointError(f"{str(path)!r} has no {CHECKPOINT_FILE}: not a run directory of rlte train, or one "
-                              "that has not saved yet")  # fmt: skip
+    checkpoint = checkpoint_of(args.run)
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet_torchrl()

@@ -98,7 +98,7 @@ def make_atari(
 
 
 def _envpool_atari(name: str, num_envs: int, seed: int | None, device: Any, a: dict[str, Any]) -> BatchedEnv:
-    return AtariEnvPool(
+    env = AtariEnvPool(
         f"{name}-v5",
         num_envs,
         seed,
@@ -124,6 +124,8 @@ def _envpool_atari(name: str, num_envs: int, seed: int | None, device: Any, a: d
             max_episode_steps=a["max_episode_steps"],
         ),
     )
+    env.frame_channels = 1 if a["grayscale"] else 3  # the newest frame of the stack, for videos
+    return env
 
 
 class AtariEnvPool(EnvPoolEnv):
@@ -177,7 +179,7 @@ def _gymnasium_atari(name: str, num_envs: int, seed: int | None, device: Any, a:
         return gym.wrappers.TimeLimit(env, a["max_episode_steps"])
 
     vec = VectorEnvAdapter.vector([make_one] * num_envs)
-    return VectorEnvAdapter(
+    env = VectorEnvAdapter(
         vec,
         family=FAMILY,
         seed=seed,
@@ -186,6 +188,8 @@ def _gymnasium_atari(name: str, num_envs: int, seed: int | None, device: Any, a:
         clip_rewards=a["clip_rewards"],
         episodic_life=a["episodic_life"],
     )
+    env.frame_channels = 1 if a["grayscale"] else 3  # videos draw through ale-py, or else show the newest frame
+    return env
 
 
 class LifeLoss(gym.Wrapper):

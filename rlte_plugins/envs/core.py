@@ -126,6 +126,10 @@ class BatchedEnv(ExactOutputs, EnvBase):
             and ``"episode_end"`` follow the whole game.
     """
 
+    #: Channels of one frame in an image observation that stacks frames on its channel axis (1: grayscale, 3: RGB;
+    #: ``None``: 3 where the channel count divides by 3, else 1); what :meth:`render_frames` takes as the newest.
+    frame_channels: int | None = None
+
     #: The backend returns new observation arrays every call (EnvPool, gymnasium vector envs with ``copy=True``),
     #: so tensors may share their memory; otherwise observations are copied, since a backend may reuse its
     #: buffers and a stored transition must not change.
@@ -353,6 +357,33 @@ class BatchedEnv(ExactOutputs, EnvBase):
     def _tensordict(self, out: dict[str, torch.Tensor]) -> TensorDictBase:
         td = exact_tensordict(out, self.batch_size, _CPU)
         return td if self.device == _CPU else td.to(self.device, non_blocking=True)
+
+    # -- frames ------------------------------------------------------------------------------------------
+    def render_frames(self, size: int | None = None) -> torch.Tensor:
+        """The latest frame of every env, ``uint8`` RGB ``[num_envs, H, W, 3]`` (what ``rlte play`` records), taken
+        from the image observation: the newest frame of a stack (:attr:`frame_channels`), grayscale as gray RGB.
+
+        ``size`` is a hint for envs that draw their frames at any size; these frames come at the observation's size
+        (:class:`~rlte_plugins.envs.gymnasium.VectorEnvAdapter` renders through its sub-environments where they
+        can). After a step that ended an episode the observation is its last one, until the reset.
+        """
+        images = [
+            (name, key, convert)
+            for name, key, convert in self._obs_converters
+            if self.observation_spec[name].dtype == torch.uint8 and len(self.observation_spec[name].shape) == 4
+        ]
+        if not images:
+            raise SpecMismatchError(
+                f"env {self.family!r} cannot render frames: its observations hold no image and its backend does "
+                f"not draw them ({type(self).__name__})"
+            )
+        if self._last_obs is None:
+            raise RuntimeError(f"env {self.family!r}: render_frames before the first reset")
+        name, key, convert = next((image for image in images if image[0] == "pixels"), images[0])
+        pixels = convert(self._last_obs if key is None or key == "*" else self._last_obs[key])
+        channels = self.frame_channels or (3 if pixels.shape[1] % 3 == 0 else 1)
+        frames = pixels[:, -channels:].expand(-1, 3, -1, -1)  # a gray frame: its one channel three times
+        return frames.permute(0, 2, 3, 1).contiguous().to(self.device)
 
     # -- the plain-tensor path (direct collection; see ExactOutputs.tensor_steps) --------------------------
     def reset_tensors(self) -> dict[str, torch.Tensor]:

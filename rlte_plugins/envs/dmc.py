@@ -141,7 +141,13 @@ class UnitActionEnvPool(EnvPoolEnv):
 
 
 class DMControlEnv(gym.Env):
-    """One dm_control task as a gymnasium env (the batched env runs ``num_envs`` of them)."""
+    """One dm_control task as a gymnasium env (the batched env runs ``num_envs`` of them); :meth:`render` draws its
+    camera at :attr:`render_size` for videos."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+    render_mode = "rgb_array"
+    #: height and width of :meth:`render`'s frames (within MuJoCo's default 640x480 offscreen buffer)
+    render_size = 240
 
     def __init__(
         self,
@@ -176,9 +182,14 @@ class DMControlEnv(gym.Env):
             spaces["pixels"] = gym.spaces.Box(0, 255, self._frames.shape, np.uint8)
         self.observation_space = gym.spaces.Dict(spaces) if len(spaces) > 1 else next(iter(spaces.values()))
 
-    def _render(self) -> np.ndarray:
+    def render(self) -> np.ndarray:
+        """The camera's view of the current state, ``uint8`` HWC at :attr:`render_size`."""
+        return self._render(self.render_size).transpose(1, 2, 0)
+
+    def _render(self, size: int | None = None) -> np.ndarray:
+        size = size or self._size
         try:
-            frame = self._env.physics.render(height=self._size, width=self._size, camera_id=self._camera)
+            frame = self._env.physics.render(height=size, width=size, camera_id=self._camera)
         except Exception as exc:  # a missing EGL/GL library surfaces here, from deep inside MuJoCo
             raise MissingDependencyError(
                 f"env 'dmc': rendering pixels with MUJOCO_GL={os.environ.get('MUJOCO_GL')} failed ({exc}); "

@@ -3,6 +3,7 @@ classic-control ids that EnvPool implements identically can run on EnvPool inste
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,13 @@ from rlte_plugins.envs.core import (  # noqa: F401  (re-exported: the keys' hist
     check_num_envs,
 )
 from rlte_plugins.envs.envpool import EnvPoolEnv
-from rlte_plugins.errors import ComponentArgumentError, EnvironmentNotFoundError, positive_int
+from rlte_plugins.errors import (
+    ComponentArgumentError,
+    EnvironmentNotFoundError,
+    MissingDependencyError,
+    SpecMismatchError,
+    positive_int,
+)
 
 #: The gymnasium ids that EnvPool 1.2.5 implements as the same task, step for step: same observation and action
 #: spaces (dtype, shape, bounds), the same equations in the same order, the same reward on every step including
@@ -89,10 +96,55 @@ class VectorEnvAdapter(BatchedEnv):
         if seed is not None:
             self._vec.action_space.seed(seed)
 
+    def render_frames(self, size: int | None = None) -> torch.Tensor:
+        """The current frame of every env, ``uint8`` RGB ``[num_envs, H, W, 3]``, drawn by the sub-environments'
+        ``rgb_array`` render mode (switched on at the first call where they were made without a render mode), or
+        else taken from the image observation (:meth:`BatchedEnv.render_frames`); ``size`` is not used: the
+        frames come at the size the backend draws.
+
+        Sub-environments of a ``vectorization_mode="async"`` env live in other processes and are not asked.
+        """
+        from gymnasium.vector import SyncVectorEnv
+
+        vec = self._vec.unwrapped
+        if isinstance(vec, SyncVectorEnv):
+            frames = [_render_rgb(env.unwrapped, self.family) for env in vec.envs]
+            frames = None if any(f is None for f in frames) else frames
+        elif hasattr(vec, "envs"):  # another vector env of sub-environments (async): they are out of reach
+            frames = None
+        else:  # a vector env that is one object (gymnasium's CartPoleVectorEnv): one frame per env
+            frames = _render_rgb(vec, self.family)
+        if frames is None:
+            return super().render_frames(size)
+        return torch.from_numpy(np.stack([np.asarray(f, dtype=np.uint8) for f in frames])).to(self.device)
+
     def close(self, *, raise_if_closed: bool = True) -> None:
         if not self.is_closed:
             self._vec.close()
         super().close(raise_if_closed=raise_if_closed)
+
+
+def _render_rgb(env: Any, family: str) -> Any:
+    """``env.render()`` in gymnasium's ``rgb_array`` mode, which is switched on if ``env`` has no render mode yet;
+    ``None`` where ``env`` does not offer that mode."""
+    import gymnasium as gym
+
+    if "rgb_array" not in (getattr(env, "metadata", None) or {}).get("render_modes", ()):
+        return None
+    mode = getattr(env, "render_mode", None)
+    if mode is None:
+        env.render_mode = "rgb_array"  # gymnasium's envs read it when they render, not when they are made
+        # pygame draws these frames off-screen: without this its display probe prints an error on headless hosts
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    elif mode != "rgb_array":
+        raise ComponentArgumentError(
+            f"env {family!r} cannot render frames: its sub-environments were made with render_mode={mode!r}; "
+            "make them without one (or with 'rgb_array')"
+        )
+    try:
+        return env.render()
+    except gym.error.DependencyNotInstalled as exc:
+        raise MissingDependencyError(f"env {family!r} cannot render frames: {exc}") from exc
 
 
 class _GymnasiumId:
@@ -298,6 +350,14 @@ class GymnasiumEnvPool(_GymnasiumId, EnvPoolEnv):
             env_id, num_envs, seed, device, family="gymnasium", num_threads=num_threads,
             envpool_kwargs={"max_episode_steps": max_episode_steps + 1}, clip_actions=clip_actions,
         )  # fmt: skip
+
+    def render_frames(self, size: int | None = None) -> torch.Tensor:
+        """EnvPool's classic-control tasks draw no frames: raises, naming the backends that do."""
+        raise SpecMismatchError(
+            f"env 'gymnasium' cannot render frames of {self.env_id!r} on backend 'envpool' (EnvPool's classic-control "
+            "tasks do not draw); make the env with backend='gymnasium'"
+            + (" or 'vector'" if self.env_id in VECTOR_IDS else "")
+        )
 
     def _backend_step(self, action: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, Any]:
         # within the limit EnvPool's own never fires, so its ``terminated`` is the task's rule alone

@@ -118,6 +118,7 @@ class TorchEnv(ExactOutputs, EnvBase):
         self._refill = self._refill_frames
         self._canvas = self.canvas(image_size, dev) if self.from_pixels else None
         self._frames = self.render(self.state).repeat(1, frame_stack, 1, 1) if self.from_pixels else None
+        self._video_canvas: Canvas | None = None  # render_frames' own, at the size it was last asked for
 
     # -- the task -------------------------------------------------------------------------------------------
     def action_spec_for(self, num_envs: int, device: torch.device) -> TensorSpec:
@@ -140,6 +141,37 @@ class TorchEnv(ExactOutputs, EnvBase):
         """One ``uint8`` RGB frame per env, ``[n, 3, image_size, image_size]``, drawn on ``self._canvas``;
         a task without one cannot be made with ``from_pixels=True``."""
         raise NotImplementedError
+
+    def render_frames(self, size: int | None = None) -> torch.Tensor:
+        """The current frame of every env, ``uint8`` RGB ``[num_envs, H, W, 3]`` (what ``rlte play`` records).
+
+        With ``size``, :meth:`render` draws the state at ``size`` x ``size`` on a canvas of its own (sharper than
+        enlarging a small frame); without it, the newest frame of the ``"pixels"`` stack (what the agent sees) or,
+        without pixels, the state drawn at ``image_size``. After a step that ended an episode the state is still
+        its last one, until the reset.
+
+        Examples:
+            >>> import rlte_plugins
+            >>> env = rlte_plugins.make("env", "torch_cartpole", num_envs=2, seed=0)
+            >>> _ = env.reset()
+            >>> env.render_frames(64).shape, env.render_frames().shape
+            (torch.Size([2, 64, 64, 3]), torch.Size([2, 84, 84, 3]))
+        """
+        if type(self).render is TorchEnv.render:
+            raise SpecMismatchError(f"env {self.name!r} cannot render frames: the task has no rendering")
+        if size is None and self._frames is not None:
+            frames = self._frames[:, -3:]
+        else:
+            size = self.image_size if size is None else positive_int(f"env {self.name!r}", "size", size)
+            if self._video_canvas is None or self._video_canvas.size != size:
+                self._video_canvas = self.canvas(size, self.device)
+            # ``render`` draws on ``self._canvas``: lend it the video canvas for this one call
+            canvas, self._canvas = self._canvas, self._video_canvas
+            try:
+                frames = self.render(self.state)
+            finally:
+                self._canvas = canvas
+        return frames.permute(0, 2, 3, 1).contiguous()
 
     def extra_observation_specs(self, num_envs: int, device: torch.device) -> dict[str, TensorSpec]:
         """Specs of observations besides ``"observation"`` (e.g. an ``"action_mask"``); none by default."""
