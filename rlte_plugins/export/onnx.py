@@ -11,15 +11,15 @@ graph then starts from a zero state, whatever state it is given). Every axis is 
 What deployment must reproduce outside the graph is written in the model's metadata (``metadata_props``, key
 ``rlte``: one JSON object, see :func:`policy_metadata`):
 
-- ``frame_stack``: how many of the newest rendered frames the env stacks on the channel axis (oldest first, a reset
-  fills the stack with the first frame), where the env does (pixels of DMC and the torch-native tasks; EnvPool's
-  Atari and Procgen observations are already what the graph reads).
+- ``frame_stack``: how many of the newest frames a pixel observation stacks on its channel axis (oldest first; a
+  reset fills the stack with the first frame); the rest of the preprocessing (Atari's 84x84 grayscale, frame skip
+  and max-pool...) is the env's, named with its arguments in ``env``.
 - ``action``: the action space the graph writes: ``discrete`` (an index in ``[0, n)``), ``one_hot``, or ``continuous``
   with ``low``/``high`` and ``mapping`` (the env clips each component into ``[low, high]`` before acting; the mode of a
   Gaussian head may lie outside them).
 - ``inputs`` / ``outputs``: name, key, per-row shape and dtype of each; ``recurrent``: the state each output feeds.
-- ``agent``, ``preset``, ``env`` (how the training env is made), ``frames`` trained, ``checkpoint_sha256`` and the
-  ``versions`` of the packages that made the model.
+- ``agent``, ``preset``, ``env`` (how the training env is made: its name and arguments), ``frames`` trained,
+  ``checkpoint_sha256`` and the ``versions`` of the packages that made the model.
 """
 
 from __future__ import annotations
@@ -197,12 +197,19 @@ def action_space(spec: TensorSpec) -> dict[str, Any]:
 
 
 def _frame_stack(env: Any) -> int | None:
+    """How many frames a pixel observation stacks on its channel axis: the env's ``frame_stack`` where it has one
+    (torch-native tasks, DMC), else its channels over ``frame_channels`` (Atari, Procgen); ``None`` without pixels."""
     from torchrl.envs import TransformedEnv
 
     while isinstance(env, TransformedEnv):
         env = env.base_env
+    if not getattr(env, "from_pixels", True) or "pixels" not in env.observation_spec.keys():
+        return None
     stack = getattr(env, "frame_stack", None)
-    return int(stack) if isinstance(stack, int) and getattr(env, "from_pixels", True) else None
+    if isinstance(stack, int):
+        return stack
+    channels = getattr(env, "frame_channels", None)
+    return int(env.observation_spec["pixels"].shape[-3]) // channels if channels else None
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
