@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError, positive_int
+from rlte_plugins.errors import CheckpointError, ComponentArgumentError, SpecMismatchError, positive_int
 
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -177,26 +177,44 @@ class HERReplayStorage:
         return batch
 
     def state_dict(self) -> dict[str, Any]:
+        """The stored steps, episode bounds, write count and generator state (tensors and plain values). Rows fill in
+        order until the store is full: one not yet full carries only its ``written`` rows."""
+        filled = min(self.written, self.rows)
+        # the rows copied: torch.save of a slice would write the whole tensor it views
         return {
-            "data": None if self.data is None else self.data.to_dict(),
+            "data": None if self.data is None else self.data[:filled].clone().to_dict(),
             "written": self.written,
-            "ep_start": self.ep_start,
-            "ep_end": self.ep_end,
+            "rows": self.rows,
+            "ep_start": self.ep_start[:filled].clone(),
+            "ep_end": self.ep_end[:filled].clone(),
             "open_start": self._open_start,
             "generator": self._gen.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # onto this storage's device (a checkpoint is read onto the CPU), as copies: adds write these in place, and
-        # must not write into the state of another storage
-        def own(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor.to(self._device, copy=True)
+        """Resume from :meth:`state_dict`'s state, or from one that carried every row, on a storage built alike."""
+        stored, num_envs = state["ep_end"].shape
+        rows = state.get("rows", stored)  # a state without it carried every row
+        if (rows, num_envs) != (self.rows, self.num_envs):
+            raise CheckpointError(
+                f"storage 'her_replay': the checkpoint's store keeps {rows} rows of {num_envs} envs, this storage "
+                f"keeps {self.rows} rows of {self.num_envs} envs: build it with the checkpoint's capacity and num_envs"
+            )
+
+        # onto this storage's device (a checkpoint is read onto the CPU), into tensors of its own: adds write these in
+        # place, and must not write into the state of another storage. Rows past the stored ones are as a new
+        # storage has them.
+        def padded(tensor: torch.Tensor, empty: float) -> torch.Tensor:
+            out = torch.full((self.rows, *tensor.shape[1:]), empty, dtype=tensor.dtype, device=self._device)
+            out[: tensor.shape[0]] = tensor
+            return out
 
         data = state["data"]
         if data is not None:
-            data = TensorDict(data, batch_size=[self.rows, self.num_envs]).apply(own, device=self._device)
+            data = TensorDict(data, batch_size=[stored, self.num_envs])
+            data = data.apply(lambda t: padded(t, 0), batch_size=[self.rows, self.num_envs], device=self._device)
         self.data = data
         self.written = int(state["written"])
-        self.ep_start, self.ep_end = own(state["ep_start"]), own(state["ep_end"])
-        self._open_start = own(state["open_start"])
+        self.ep_start, self.ep_end = padded(state["ep_start"], 0), padded(state["ep_end"], -1)
+        self._open_start = state["open_start"].to(self._device, copy=True)
         self._gen.set_state(state["generator"])

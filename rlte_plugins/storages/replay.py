@@ -44,8 +44,10 @@ class ReplayStorage:
     it), and :meth:`load_state_dict` on a storage built alike resumes exactly: the same transitions in the same
     slots, the writer's cursor, the sampler's and generator's state, so the same future samples.
 
-    - In memory: the checkpoint carries the transitions, dtypes kept (uint8 frames stay uint8); they load onto
-      the loading storage's ``device``.
+    - In memory: the checkpoint carries the transitions, dtypes kept (uint8 frames stay uint8): only the filled
+      slots while the buffer is not yet full (slots fill in order), all of them once it is. They load onto the
+      loading storage's ``device``, into a buffer of the same ``capacity`` (another raises
+      :class:`CheckpointError`); checkpoints carrying every slot of a buffer not yet full load as well.
     - ``memmap`` with a ``scratch_dir``: the checkpoint *references* the folder instead of copying it (a 1M-frame
       pixel buffer is tens of GB): its path, the layout of its files, the fill level and the folder's
       *generation*, kept in ``rlte-replay-generation.json`` there. Saving flushes the files to disk; loading
@@ -57,6 +59,9 @@ class ReplayStorage:
     - ``memmap`` without a ``scratch_dir``: the temporary directory is deleted with the storage, so nothing
       could be referenced: the checkpoint carries the transitions, as in memory, and loading writes them into
       the new storage's files.
+
+    Prioritized replay's sum tree is saved as its leaves up to the last slot written, the inner nodes rebuilt on
+    load.
 
     Examples:
         >>> import torch, rlte_plugins
@@ -150,10 +155,15 @@ class ReplayStorage:
         Examples:
             >>> import os, tempfile, torch, rlte_plugins
             >>> from tensordict import TensorDict
+            >>> frames = TensorDict(pixels=torch.zeros(10, 3, 84, 84, dtype=torch.uint8), batch_size=[10])
+            >>> in_memory = rlte_plugins.make("storage", "replay", capacity=100).build()
+            >>> in_memory.add(frames)
+            >>> in_memory.state_dict()["_storage"]["_storage"]["pixels"].shape  # the 10 filled slots of 100
+            torch.Size([10, 3, 84, 84])
             >>> scratch = tempfile.TemporaryDirectory()
             >>> folder = scratch.name
             >>> rb = rlte_plugins.make("storage", "replay", capacity=100, memmap=True, scratch_dir=folder).build()
-            >>> rb.add(TensorDict(pixels=torch.zeros(10, 3, 84, 84, dtype=torch.uint8), batch_size=[10]))
+            >>> rb.add(frames)
             >>> reference = rb.state_dict()["_storage"]["memmap"]
             >>> reference["scratch_dir"] == os.path.realpath(folder), reference["generation"]
             (True, 0)
@@ -168,6 +178,13 @@ class ReplayStorage:
         if self._folder is not None and storage.initialized:
             reference = self._folder.save(_layout(storage._storage), self.capacity)
             state["_storage"] = {"memmap": reference, "initialized": True, "_len": storage._len}
+        elif storage.initialized:
+            # the writer fills slots 0, 1, ... in order until the buffer is full: rows [0, len) are all a buffer not
+            # yet full holds, and the rest of the capacity-sized arrays stays out of the file. Copied: torch.save of
+            # a slice would write the whole array it views.
+            if storage._len < self.capacity:
+                state["_storage"]["_storage"] = storage._storage[: storage._len].clone().state_dict()
+            state["_storage"]["capacity"] = self.capacity
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -178,30 +195,47 @@ class ReplayStorage:
         stored = state["_storage"]
         if "memmap" in stored:
             _place(storage, self._open_reference(stored["memmap"]))
-        elif stored["initialized"] and not self.memmap:
-            # TorchRL keeps the loaded tensors where the checkpoint put them (the CPU, for load_checkpoint): a buffer
-            # built on an accelerator would then hold its data on the host. One copy, onto the storage's device.
-            data = TensorDict().load_state_dict(stored["_storage"], strict=False)
-            _place(storage, data.apply(lambda t: t.to(storage.device, copy=True), device=storage.device))
-        elif stored["initialized"]:  # memmap; the checkpoint carries the transitions, TorchRL's load copies them in
-            if storage.initialized:
-                if self._folder is not None:
-                    self._folder.before_write(new_files=False)
-            elif self._folder is not None and (self._folder.path / "meta.json").exists():
-                raise CheckpointError(
-                    f"{self._owner()}: the checkpoint carries its transitions, and scratch_dir "
-                    f"{str(self._folder.path)!r} already holds another buffer's files: build the storage with an "
-                    "empty or new scratch_dir"
-                )
-            else:
-                # TorchRL loads into an empty memmap storage as anonymous memory (nothing in scratch_dir): writing
-                # one transition first creates the files, which TorchRL's load then fills
-                self._extend(TensorDict().load_state_dict(stored["_storage"], strict=False)[:1])
-        if "memmap" in stored or not self.memmap:
-            # the data is in place (or there is none): TorchRL's load then restores only the fill level, the writer,
-            # the sampler and the generator
-            stored = {"_storage": {}, "initialized": stored["initialized"], "_len": stored["_len"]}
+        elif stored["initialized"]:
+            self._load_rows(storage, stored)
+        # the data is in place (or there is none): TorchRL's load then restores only the fill level, the writer, the
+        # sampler and the generator
+        stored = {"_storage": {}, "initialized": stored["initialized"], "_len": stored["_len"]}
         buffer.load_state_dict({**state, "_storage": stored})
+
+    def _load_rows(self, storage: Any, stored: dict[str, Any]) -> None:
+        """Write a checkpoint's transitions into the first slots of ``storage``: rows ``[0, len)`` of a buffer not
+        yet full, or every slot (a full buffer, or a checkpoint that carried the whole capacity)."""
+        data = TensorDict().load_state_dict(stored["_storage"], strict=False)
+        rows = data.shape[0]
+        capacity = stored.get("capacity", rows)  # a checkpoint without it carried the whole capacity
+        if capacity != self.capacity:
+            raise CheckpointError(
+                f"{self._owner()}: the checkpoint's buffer was built with capacity={capacity}, this storage with "
+                f"capacity={self.capacity}: build it with capacity={capacity}"
+            )
+        if not self.memmap or not storage.initialized:
+            if self._folder is not None:
+                if (self._folder.path / "meta.json").exists():
+                    raise CheckpointError(
+                        f"{self._owner()}: the checkpoint carries its transitions, and scratch_dir "
+                        f"{str(self._folder.path)!r} already holds another buffer's files: build the storage with an "
+                        "empty or new scratch_dir"
+                    )
+                self._folder.before_write(new_files=True)
+            # TorchRL allocates the capacity-sized storage from one transition: in memory on the storage's device
+            # (replacing what it held), memmap as files in its directory
+            storage._init(data[0])
+            _forget_cached_content(storage)
+        else:
+            found = _row_layout(storage._storage)
+            if found != _row_layout(data):
+                raise CheckpointError(
+                    f"{self._owner()}: the checkpoint's transitions do not match the ones this memmap storage "
+                    f"holds ({_layout_diff(_row_layout(data), found)}): load it into a new storage"
+                )
+            if self._folder is not None:
+                self._folder.before_write(new_files=False)
+        storage._storage[:rows].update_(data)  # in place, across devices (a checkpoint is read onto the CPU)
 
     def _open_reference(self, reference: dict[str, Any]) -> TensorDictBase:
         saved = reference["scratch_dir"]
@@ -232,16 +266,10 @@ class ReplayStorage:
             ) from exc
         layout = _layout(data)
         if layout != reference["layout"]:
-            expected = {tuple(key): entry for key, *entry in reference["layout"]}
-            found = {tuple(key): entry for key, *entry in layout}
-            diff = "; ".join(
-                f"{'/'.join(key)}: expected {_describe(expected.get(key))}, found {_describe(found.get(key))}"
-                for key in sorted(expected.keys() | found.keys())
-                if expected.get(key) != found.get(key)
-            )
             raise CheckpointError(
-                f"{self._owner()}: the replay files in {saved!r} do not match the checkpoint ({diff}): they were "
-                "rewritten after it was saved; resume from a checkpoint saved with these files"
+                f"{self._owner()}: the replay files in {saved!r} do not match the checkpoint "
+                f"({_layout_diff(reference['layout'], layout)}): they were rewritten after it was saved; resume from a "
+                "checkpoint saved with these files"
             )
         self._folder.loaded(marker)
         return data.lock_()
@@ -337,7 +365,11 @@ class _FolderGeneration:
 def _place(storage: Any, data: TensorDictBase) -> None:
     """Make ``data`` a TorchRL tensor storage's content (TorchRL's own load would copy it once more)."""
     storage._storage = data
-    # caches of the content replaced: filled again from ``data`` on first use
+    _forget_cached_content(storage)
+
+
+def _forget_cached_content(storage: Any) -> None:
+    """Drop what a TorchRL tensor storage cached of a content since replaced: filled again on first use."""
     storage._storage_keys = None
     storage.__dict__.pop("_total_shape_value", None)
 
@@ -355,6 +387,22 @@ def _layout(data: TensorDictBase) -> list[Any]:
     return sorted(
         [[key] if isinstance(key, str) else list(key), list(value.shape), str(value.dtype)]
         for key, value in data.items(include_nested=True, leaves_only=True)
+    )
+
+
+def _row_layout(data: TensorDictBase) -> list[Any]:
+    """:func:`_layout` without the number of rows: what the transitions of two buffers must share."""
+    return [[key, shape[1:], dtype] for key, shape, dtype in _layout(data)]
+
+
+def _layout_diff(expected: list[Any], found: list[Any]) -> str:
+    """The entries where two layouts differ, e.g. ``next/pixels: expected shape [10, 3] torch.uint8, found ...``."""
+    expected_entries = {tuple(key): entry for key, *entry in expected}
+    found_entries = {tuple(key): entry for key, *entry in found}
+    return "; ".join(
+        f"{'/'.join(key)}: expected {_describe(expected_entries.get(key))}, found {_describe(found_entries.get(key))}"
+        for key in sorted(expected_entries.keys() | found_entries.keys())
+        if expected_entries.get(key) != found_entries.get(key)
     )
 
 
@@ -533,10 +581,25 @@ class SumTreeSampler(Sampler):
         return index, {"priority_weight": weight}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tree": self.tree.clone(), "max_priority": self.max_priority, "beta": self.beta}
+        # the leaves up to the last one written (slots fill in order, the rest are 0): the inner nodes follow from
+        # them, and a buffer not yet full saves only its filled part
+        leaves = self.tree[self._leaves :]
+        written = leaves.nonzero()
+        count = int(written[-1]) + 1 if written.numel() else 0
+        return {"leaves": leaves[:count].clone(), "max_priority": self.max_priority, "beta": self.beta}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.tree.copy_(state_dict["tree"])
+        if "tree" in state_dict:  # the whole tree, as checkpoints held it before they carried only leaves
+            self.tree.copy_(state_dict["tree"])
+        else:
+            leaves = state_dict["leaves"]
+            self.tree.zero_()
+            self.tree[self._leaves : self._leaves + leaves.shape[0]] = leaves
+            # each inner node is the float64 sum of its two children, as updates compute it: the same tree, bit for bit
+            level = self._leaves
+            while level > 1:
+                self.tree[level // 2 : level] = self.tree[level : 2 * level : 2] + self.tree[level + 1 : 2 * level : 2]
+                level //= 2
         self.max_priority, self.beta = float(state_dict["max_priority"]), float(state_dict["beta"])
 
     def dumps(self, path: Any) -> None:

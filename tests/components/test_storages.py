@@ -578,3 +578,68 @@ def test_checkpoints_read_onto_the_cpu_load_onto_a_cuda_storage():
     her_resumed.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
     assert her_resumed.data.device.type == her_resumed.ep_end.device.type == "cuda"
     assert_same_leaves(her_resumed.sample(), her.sample())
+
+
+def test_prioritized_sampler_state_holds_the_written_leaves_and_rebuilds_the_same_tree():
+    from rlte_plugins.storages.replay import SumTreeSampler
+
+    def sampler():
+        return SumTreeSampler(capacity=1000, alpha=0.7, beta=0.4)
+
+    s = sampler()
+    s.extend(torch.arange(37))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        s.update_priority(torch.randint(0, 37, (9,), generator=g), torch.rand(9, generator=g) * 5)
+    state = checkpoint(s, through_file=True)
+    assert state["leaves"].shape == (37,)  # not the 2 * 1024 nodes of the tree
+    resumed = sampler()
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.tree, s.tree)  # bit for bit: every inner node summed as the updates summed it
+    assert resumed.max_priority == s.max_priority
+    empty = sampler()
+    empty.load_state_dict(checkpoint(sampler(), through_file=True))
+    assert not empty.tree.any()
+
+
+def her_storage(capacity=40):
+    return rlte_plugins.make("storage", "her_replay", capacity=capacity, batch_size=16, seed=0).build(num_envs=2)
+
+
+def assert_her_resumes_exactly(resumed, rb):
+    for name in ("ep_start", "ep_end", "_open_start"):
+        assert torch.equal(getattr(resumed, name), getattr(rb, name)), name
+    assert_same_leaves(resumed.data, rb.data)  # every row, the ones not yet written too
+    assert resumed.written == rb.written
+    assert_same_leaves(resumed.sample(), rb.sample())
+    for storage in (rb, resumed):
+        storage.add(her_chunk(100, steps=7))
+    assert_same_leaves(resumed.data, rb.data)
+    assert_same_leaves(resumed.sample(), rb.sample())
+
+
+@pytest.mark.parametrize("steps", [6, 26])  # 6 of 500 rows per env; 26 of 20: wrapped
+def test_her_checkpoint_carries_only_the_written_rows_and_resumes_exactly(steps):
+    capacity = 1000 if steps == 6 else 40
+    rb = her_storage(capacity)
+    rb.add(her_chunk(0, steps=steps))
+    rb.sample()
+    state = checkpoint(rb, through_file=True)
+    rows = min(steps, capacity // 2)
+    assert state["ep_end"].shape == state["data"]["desired_goal"].shape[:2] == (rows, 2)
+    resumed = her_storage(capacity)
+    resumed.load_state_dict(state)
+    assert_her_resumes_exactly(resumed, rb)
+
+
+def test_her_checkpoint_that_carried_every_row_still_loads_and_another_capacity_is_refused():
+    rb = her_storage()
+    rb.add(her_chunk(0))
+    state = checkpoint(rb, through_file=True)
+    state.update(data=rb.data.to_dict(), ep_start=rb.ep_start.clone(), ep_end=rb.ep_end.clone())  # all 20 rows
+    resumed = her_storage()
+    resumed.load_state_dict(state)
+    assert_her_resumes_exactly(resumed, rb)
+    for saved in (state, checkpoint(rb, through_file=True)):
+        with pytest.raises(rlte_plugins.CheckpointError, match="keeps 20 rows of 2 envs, this storage keeps 30 rows"):
+            her_storage(capacity=60).load_state_dict(saved)

@@ -21,7 +21,7 @@ from tensordict.memmap import MemoryMappedTensor
 
 import rlte_plugins
 from rlte_plugins.errors import CheckpointError, ComponentArgumentError
-from rlte_plugins.storages.replay import GENERATION_FILE
+from rlte_plugins.storages.replay import GENERATION_FILE, SumTreeSampler
 
 CAPACITY = 10
 KINDS = ["replay", "nstep_replay", "prioritized_replay"]
@@ -332,3 +332,102 @@ def test_memmap_samples_on_cuda_keep_their_values(tmp_path):
     assert batch["pixels"].is_cuda
     assert_same(batch.exclude("index", "priority_weight").cpu(), data.reshape(-1)[batch["x"].long().cpu()])
     rb.update_priority(batch, torch.ones(8, device="cuda"))
+
+
+def leaf_bytes(td):
+    return sum(value.numel() * value.element_size() for value in leaves(td).values())
+
+
+def make_kind(kind, mode, capacity):
+    if mode == "in memory":
+        return rlte_plugins.make("storage", kind, capacity=capacity, batch_size=8, seed=0).build()
+    return memmap_replay(None, kind, capacity=capacity)
+
+
+def filled(kind, mode, capacity, transitions, frame=(9, 24, 24)):
+    """A storage holding exactly ``transitions`` pixel transitions (n-step: its held-back steps on top)."""
+    rb = make_kind(kind, mode, capacity)
+    steps = transitions // 2 + (rb.n if kind == "nstep_replay" else 0)
+    rb.add(pixel_rollout(steps=steps, frame=frame))
+    assert len(rb) == min(transitions, capacity)
+    train_a_little(rb)
+    return rb
+
+
+def assert_resumes_exactly(resumed, twin, frame=(9, 24, 24)):
+    """Same transitions in the same slots, same samples, and the same after one more add."""
+    assert len(resumed) == len(twin)
+    assert resumed.buffer.storage._storage.shape == twin.buffer.storage._storage.shape  # the whole capacity
+    assert_same(resumed.buffer[:], twin.buffer[:])
+    for expected, batch in zip(train_a_little(twin), train_a_little(resumed), strict=True):
+        assert_same(batch, expected)
+    more = pixel_rollout(steps=10, frame=frame, first=10_000)
+    for rb in (twin, resumed):
+        rb.add(more)
+    assert_same(resumed.buffer[:], twin.buffer[:])
+    for expected, batch in zip(train_a_little(twin), train_a_little(resumed), strict=True):
+        assert_same(batch, expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["in memory", "memmap temporary"])
+def test_checkpoint_of_a_partly_filled_buffer_carries_only_the_filled_slots(tmp_path, kind, mode):
+    """50 transitions of [9, 24, 24] uint8 frames in a 10,000-transition buffer: the file holds those 50, not the
+    capacity (DrQ-v2's default 1M-transition buffer wrote 10.5 GB after 320 frames), and resumes exactly."""
+    capacity = 10_000
+    rb = filled(kind, mode, capacity, 50)
+    checkpoint = tmp_path / "storage.pt"
+    state = through_file(rb.state_dict(), checkpoint)
+    assert_plain(state)
+    assert {value.shape[0] for value in state["_storage"]["_storage"].values()} == {50}
+    assert checkpoint.stat().st_size < 3 * leaf_bytes(rb.buffer[:])
+    resumed = make_kind(kind, mode, capacity)
+    resumed.load_state_dict(state)
+    assert_resumes_exactly(resumed, rb)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["in memory", "memmap temporary"])
+def test_checkpoint_of_a_wrapped_buffer_carries_every_slot_and_resumes_exactly(tmp_path, kind, mode):
+    rb = filled(kind, mode, 40, 50, frame=(3, 8, 8))  # the writer has wrapped: slots 0-9 hold the newest 10
+    state = through_file(rb.state_dict(), tmp_path / "storage.pt")
+    assert {value.shape[0] for value in state["_storage"]["_storage"].values()} == {40}
+    resumed = make_kind(kind, mode, 40)
+    resumed.load_state_dict(state)
+    assert_resumes_exactly(resumed, rb, frame=(3, 8, 8))
+
+
+def whole_capacity_state(rb):
+    """The state as checkpoints held it when they carried every slot: TorchRL's own storage state (and the whole
+    sum tree)."""
+    state = rb.state_dict()
+    state["_storage"] = rb.buffer.storage.state_dict()
+    sampler = rb.buffer.sampler
+    if isinstance(sampler, SumTreeSampler):
+        state["_sampler"] = {"tree": sampler.tree.clone(), "max_priority": sampler.max_priority, "beta": sampler.beta}
+    return state
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["in memory", "memmap temporary"])
+def test_checkpoint_that_carried_every_slot_of_a_partly_filled_buffer_still_loads(tmp_path, kind, mode):
+    rb = filled(kind, mode, 200, 30, frame=(3, 8, 8))
+    state = through_file(whole_capacity_state(rb), tmp_path / "storage.pt")
+    assert {value.shape[0] for value in state["_storage"]["_storage"].values()} == {200}
+    resumed = make_kind(kind, mode, 200)
+    resumed.load_state_dict(state)
+    assert_resumes_exactly(resumed, rb, frame=(3, 8, 8))
+
+
+@pytest.mark.parametrize("mode", ["in memory", "memmap temporary"])
+def test_checkpoint_carrying_transitions_is_refused_by_another_capacity_or_layout(tmp_path, mode):
+    rb = filled("replay", mode, 200, 30, frame=(3, 8, 8))
+    state = through_file(rb.state_dict(), tmp_path / "storage.pt")
+    for capacity in (100, 300):
+        with pytest.raises(CheckpointError, match=r"built with capacity=200, this storage with capacity=.*=200"):
+            make_kind("replay", mode, capacity).load_state_dict(state)
+    if mode == "memmap temporary":  # files already written for other frames are not rewritten to another layout
+        other = make_kind("replay", mode, 200)
+        other.add(pixel_rollout(frame=(3, 4, 4)))
+        with pytest.raises(CheckpointError, match=r"next/pixels: expected shape \[3, 8, 8\].*load it into a new"):
+            other.load_state_dict(state)
