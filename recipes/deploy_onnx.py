@@ -88,18 +88,19 @@ def play(policy: OnnxPolicy, env_id: str, episodes: int, seed: int) -> list[floa
 
     env = gym.make(env_id)
     name = policy.observations[0]
-    pixels = policy.meta.get("frame_stack")
-    stack = FrameStack(pixels) if pixels else None
+    spec = policy.inputs[name]
+    image = spec["dtype"] == "uint8" and len(spec["shape"]) == 3  # channels first; Gymnasium gives [H, W, C]
+    stack = FrameStack(policy.meta.get("frame_stack") or 1) if image else None
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         policy.reset(1)
-        obs = stack.reset(obs.transpose(2, 0, 1)) if stack else obs
+        obs = stack.reset(obs.transpose(2, 0, 1)) if image else obs
         total, done = 0.0, False
         while not done:
             action = policy({name: obs[None]})[0]
             obs, reward, terminated, truncated, _ = env.step(action.item() if action.ndim == 0 else action)
-            obs = stack.step(obs.transpose(2, 0, 1)) if stack else obs
+            obs = stack.step(obs.transpose(2, 0, 1)) if image else obs
             total += float(reward)
             done = terminated or truncated
         returns.append(total)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from rlte_plugins.cli.common import EXIT_OK, Subparsers, checkpoint_of, positive_int, print_json
+from rlte_plugins.errors import ComponentArgumentError
 
 SUFFIXES = {"onnx": ".onnx", "tensorrt": ".engine"}
 
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     checkpoint = checkpoint_of(args.run)
     output = Path(args.output) if args.output else default_output(args.run, checkpoint, args.format)
+    if output.is_dir():
+        raise ComponentArgumentError(f"--output {str(output)!r} is a folder: name a file in it")
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet_torchrl()
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     agent = load_agent(checkpoint, device="cpu")
     try:
         if args.format == "tensorrt":
-            result = export_tensorrt(agent, output, checkpoint=checkpoint, opset=opset, fp16=args.fp16, batch=profile)
+            result = export_tensorrt(agent, output, checkpoint=checkpoint, opset=opset, fp16=args.fp16, batch=profile,
+                                     atol=args.atol)  # fmt: skip
         else:
             result = export_onnx(agent, output, checkpoint=checkpoint, opset=opset, atol=args.atol)
     finally:

@@ -101,7 +101,9 @@ def make_dmc(
     ]  # fmt: skip
     from rlte_plugins.envs.gymnasium import VectorEnvAdapter
 
-    return VectorEnvAdapter(VectorEnvAdapter.vector(fns), family=FAMILY, seed=seed, device=device, pixel_layout="chw")
+    env = VectorEnvAdapter(VectorEnvAdapter.vector(fns), family=FAMILY, seed=seed, device=device, pixel_layout="chw")
+    env.frame_channels = 3  # the pixels stack RGB frames (what export's metadata and rlte play read)
+    return env
 
 
 def _envpool_dmc(

@@ -198,7 +198,8 @@ def action_space(spec: TensorSpec) -> dict[str, Any]:
 
 def _frame_stack(env: Any) -> int | None:
     """How many frames a pixel observation stacks on its channel axis: the env's ``frame_stack`` where it has one
-    (torch-native tasks, DMC), else its channels over ``frame_channels`` (Atari, Procgen); ``None`` without pixels."""
+    (torch-native tasks), else its channels over ``frame_channels`` (Atari: 1, DMC: 3; RGB where the channels
+    divide by 3, else gray); ``None`` without pixels."""
     from torchrl.envs import TransformedEnv
 
     while isinstance(env, TransformedEnv):
@@ -208,8 +209,9 @@ def _frame_stack(env: Any) -> int | None:
     stack = getattr(env, "frame_stack", None)
     if isinstance(stack, int):
         return stack
-    channels = getattr(env, "frame_channels", None)
-    return int(env.observation_spec["pixels"].shape[-3]) // channels if channels else None
+    total = int(env.observation_spec["pixels"].shape[-3])
+    channels = getattr(env, "frame_channels", None) or (3 if total % 3 == 0 else 1)
+    return total // channels
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -420,8 +422,12 @@ def compare(
     rows = []
     for want, have, name in zip(expected, got, names, strict=True):
         want = want.detach().cpu()
-        have_t = torch.as_tensor(np.asarray(have)).reshape(want.shape)
+        have_t = torch.as_tensor(np.asarray(have))
         exact = not want.is_floating_point()
+        if tuple(have_t.shape) != tuple(want.shape):  # every row differs from what the policy writes
+            rows.append(ParityRow(source, f"{name} (shape {list(have_t.shape)})", int(want.shape[0]), math.inf,
+                                  int(want.shape[0]), exact))  # fmt: skip
+            continue
         if exact:
             diff = (want.long() - have_t.long()).abs().reshape(want.shape[0], -1)
             bad = int((diff != 0).any(-1).sum())
@@ -434,28 +440,44 @@ def compare(
     return rows
 
 
-def rollout_inputs(agent: Any, num_envs: int = 4, steps: int = 64, seed: int = 12345) -> tuple[list, list]:
-    """Inputs and PyTorch outputs of a deterministic rollout of ``agent.actor`` in an env made like its training
-    env (``num_envs`` envs, ``steps`` steps): the observations and states a deployed policy meets."""
-    signature = policy_signature(agent)
-    env = agent.wrap_env(agent.make_env_like(num_envs, seed))
-    graph = graph_of(agent, signature)
-    inputs: list[list[torch.Tensor]] = []
-    outputs: list[tuple[torch.Tensor, ...]] = []
+@contextlib.contextmanager
+def _acting(agent: Any) -> Any:
+    """``agent.actor`` in eval mode under deterministic exploration, without gradients (as evaluation acts)."""
     actor = agent.actor
     was_training = actor.training
     actor.eval()
     try:
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            td: TensorDictBase = env.reset()
-            for _ in range(steps):
-                row = [td.get(k).detach().cpu().clone() for k in signature.inputs]
-                inputs.append(row)
-                outputs.append(graph(*row))
-                td = actor(td)
-                _, td = env.step_and_maybe_reset(td)
+            yield actor
     finally:
         actor.train(was_training)
+
+
+def actor_outputs(agent: Any, signature: PolicySignature, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """What ``agent.actor`` itself writes at the signature's outputs for ``inputs`` (on the host)."""
+    td = TensorDict({k: x.to(agent.device) for k, x in zip(signature.inputs, inputs, strict=True)},
+                    batch_size=[inputs[0].shape[0]], device=agent.device)  # fmt: skip
+    with _acting(agent) as actor:
+        out = actor(td)
+    return tuple(out.get(k).detach().cpu() for k in signature.outputs)
+
+
+def rollout_inputs(agent: Any, num_envs: int = 4, steps: int = 64, seed: int = 12345) -> tuple[list, list]:
+    """Inputs and outputs of ``agent.actor`` along a deterministic rollout in an env made like its training env
+    (``num_envs`` envs, ``steps`` steps): the observations and states a deployed policy meets."""
+    signature = policy_signature(agent)
+    env = agent.wrap_env(agent.make_env_like(num_envs, seed))
+    inputs: list[list[torch.Tensor]] = []
+    outputs: list[tuple[torch.Tensor, ...]] = []
+    try:
+        with _acting(agent) as actor:
+            td: TensorDictBase = env.reset()
+            for _ in range(steps):
+                inputs.append([td.get(k).detach().cpu().clone() for k in signature.inputs])
+                td = actor(td)
+                outputs.append(tuple(td.get(k).detach().cpu().clone() for k in signature.outputs))
+                _, td = env.step_and_maybe_reset(td)
+    finally:
         env.close()
     return inputs, outputs
 
@@ -467,16 +489,15 @@ def parity_inputs(
     rollout_steps: int = 64,
     seed: int = 0,
 ) -> list[tuple[str, list[torch.Tensor], tuple[torch.Tensor, ...]]]:
-    """``(source, inputs, PyTorch outputs)`` to compare a runtime with: random inputs drawn from the env's specs
-    (one set per size in ``random_batches``) and the inputs of a real deterministic rollout."""
+    """``(source, inputs, outputs of agent.actor)`` to compare a runtime with: random inputs drawn from the env's
+    specs (one set per size in ``random_batches``) and the inputs of a real deterministic rollout. The expected
+    outputs are the agent's own acting module's, never the copy that was traced."""
     signature = policy_signature(agent)
-    graph = graph_of(agent, signature)
     generator = torch.Generator().manual_seed(seed)
     sets = []
-    with torch.no_grad():
-        for size in random_batches:
-            batch = sample_inputs(signature, size, generator)
-            sets.append((f"random (batch {size})", batch, graph(*batch)))
+    for size in random_batches:
+        batch = sample_inputs(signature, size, generator)
+        sets.append((f"random (batch {size})", batch, actor_outputs(agent, signature, batch)))
     if rollout_steps:
         inputs, expected = rollout_inputs(agent, rollout_envs, rollout_steps, seed=seed + 12345)
         stacked_in = [torch.cat(parts) for parts in zip(*inputs, strict=True)]
@@ -573,7 +594,7 @@ def describe(metadata: Mapping[str, Any]) -> str:
     action = metadata["action"]
     extra = [f"  action: {action['kind']}" + (f", n={action['n']}" if action.get("n") else "")
              + (f"; {action['mapping']}" if "mapping" in action else "")]  # fmt: skip
-    if metadata.get("frame_stack"):
+    if (metadata.get("frame_stack") or 0) > 1:
         extra.append(f"  frame stack: the newest {metadata['frame_stack']} frames on the channel axis, oldest first")
     if metadata.get("recurrent"):
         pairs = ", ".join(f"{o} -> {i}" for o, i in metadata["recurrent"].items())

@@ -1,15 +1,16 @@
 """A TensorRT engine of an exported policy, built with TensorRT's Python API from the ONNX model and checked against
 onnxruntime on the same inputs.
 
-The ONNX model for TensorRT is exported with its integer outputs cast to ``int32`` (TensorRT's integer type for
-network outputs; a discrete action fits) and is checked first against what TensorRT's ONNX parser accepts
-(:func:`tensorrt_problems`: operators, input and output types, opset, a batch axis as the only dynamic one); ``uint8``
-inputs (pixels) are read by a ``Cast`` the exporter writes first, which is how TensorRT takes 8-bit network inputs.
-The engine has one optimisation profile over the batch axis (``min``/``opt``/``max`` rows) and, with ``fp16``, lets
-TensorRT pick half-precision kernels (parity is then checked at a looser tolerance).
+The ONNX model for TensorRT is exported with its integer outputs cast to ``int32`` (the integer type every TensorRT
+version takes as a network output; a discrete action fits) and its ``uint8`` inputs (pixels) read by a ``Cast`` first,
+which is how TensorRT takes 8-bit network inputs. It is checked against what TensorRT's ONNX parser accepts
+(:func:`tensorrt_problems`: operators, input and output types, opset, a batch axis as the only dynamic one) before
+the build. The engine has one optimisation profile over the batch axis (``min``/``opt``/``max`` rows) and, with
+``fp16``, lets TensorRT pick half-precision kernels (parity is then checked at a looser tolerance).
 
-Building needs the ``tensorrt`` wheel (``pip install tensorrt``, matching the CUDA of the installed torch) and a CUDA
-GPU; elsewhere :func:`build_engine` raises one :class:`~rlte_plugins.export.onnx.ExportError` saying so.
+Building needs TensorRT 10's wheel (``pip install 'tensorrt>=10,<11'``, matching the CUDA of the installed torch; 11
+removed the FP16 builder flag) and a CUDA GPU; elsewhere :func:`build_engine` raises one
+:class:`~rlte_plugins.export.onnx.ExportError` saying so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from rlte_plugins.export.onnx import (
+    DEFAULT_ATOL,
     DEFAULT_OPSET,
     ExportError,
     ExportResult,
@@ -37,9 +39,9 @@ from rlte_plugins.export.onnx import (
 )
 
 TENSORRT_INSTALL = (
-    "TensorRT export needs NVIDIA TensorRT's Python wheel and a CUDA GPU: `pip install tensorrt` (the build matching "
-    "the CUDA version of your torch, see https://docs.nvidia.com/deeplearning/tensorrt/latest/installing-tensorrt/"
-    "installing.html), then run `rlte export RUN_DIR --format tensorrt` on the GPU machine"
+    "TensorRT export needs NVIDIA TensorRT 10's Python wheel and a CUDA GPU: `pip install 'tensorrt>=10,<11'` (the "
+    "build matching the CUDA version of your torch, see https://docs.nvidia.com/deeplearning/tensorrt/latest/"
+    "installing-tensorrt/installing.html), then run `rlte export RUN_DIR --format tensorrt` on the GPU machine"
 )
 
 #: ONNX operators TensorRT 10's ONNX parser supports that exported policies use (from TensorRT's ``operators.md``;
@@ -112,6 +114,9 @@ def check_tensorrt_model(path: str | os.PathLike[str]) -> None:
 def require_tensorrt() -> Any:
     """The ``tensorrt`` module on a machine with a CUDA GPU, or one :class:`ExportError` saying what to install."""
     trt = require("tensorrt", TENSORRT_INSTALL)
+    if not str(getattr(trt, "__version__", "")).startswith("10."):
+        raise ExportError(f"TensorRT export is written for TensorRT 10 (its FP16 builder flag and weakly typed "
+                          f"networks), found {trt.__version__}: pip install 'tensorrt>=10,<11'")  # fmt: skip
     if not torch.cuda.is_available():
         raise ExportError(f"TensorRT builds and runs engines on a CUDA GPU; torch sees none here. {TENSORRT_INSTALL}")
     return trt
@@ -179,6 +184,7 @@ class EngineRunner:
         if self.engine is None:
             raise ExportError(f"{os.fspath(path)!r} is not a TensorRT engine this TensorRT version can load")
         self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode]
@@ -190,7 +196,9 @@ class EngineRunner:
         for name in self.inputs:
             tensor = torch.as_tensor(np.ascontiguousarray(feed[name])).to(device)
             keep.append(tensor)
-            self.context.set_input_shape(name, tuple(tensor.shape))
+            if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                raise ExportError(f"input {name!r} of shape {list(tensor.shape)} is outside the engine's optimisation "
+                                  "profile (its batch range)")  # fmt: skip
             self.context.set_tensor_address(name, tensor.data_ptr())
         outputs = []
         for name in self.outputs:
@@ -199,10 +207,10 @@ class EngineRunner:
             out = torch.empty(shape, dtype=dtype, device=device)
             outputs.append(out)
             self.context.set_tensor_address(name, out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
+        torch.cuda.current_stream().synchronize()  # the inputs are on the device
+        if not self.context.execute_async_v3(self.stream.cuda_stream):  # a stream of its own, not the legacy one
             raise ExportError("TensorRT failed to run the engine")
-        stream.synchronize()
+        self.stream.synchronize()
         return [o.cpu().numpy() for o in outputs]
 
 
@@ -243,24 +251,29 @@ def export_tensorrt(
     fp16: bool = False,
     batch: BatchProfile = BatchProfile(),
     check: bool = True,
+    atol: float = DEFAULT_ATOL,
 ) -> ExportResult:
-    """Export ``agent``'s deterministic policy to ONNX for TensorRT (``output`` with the suffix ``.onnx``: int32
+    """Export ``agent``'s deterministic policy to ONNX for TensorRT (``output`` with the suffix ``.trt.onnx``: int32
     actions, checked against PyTorch with onnxruntime), build the engine at ``output`` and, with ``check``, compare it
     with onnxruntime on random and rollout inputs; a disagreement raises :class:`ExportError` with the figures."""
     require_tensorrt()  # before any work: the one clear error on machines without TensorRT or CUDA
     engine_path = Path(output)
-    onnx_path = engine_path.with_suffix(".onnx")
-    if onnx_path == engine_path:
+    if engine_path.suffix == ".onnx":
         raise ExportError(f"the engine's path {str(engine_path)!r} ends in .onnx; name it .engine or .plan")
-    result = export_onnx(agent, onnx_path, checkpoint=checkpoint, opset=opset, check=check, for_tensorrt=True)
+    onnx_path = engine_path.with_suffix(".trt.onnx")  # TensorRT's flavour, beside (never over) a plain export
+    result = export_onnx(agent, onnx_path, checkpoint=checkpoint, opset=opset, check=check, atol=atol, rtol=atol,
+                         for_tensorrt=True)  # fmt: skip
     engine = build_engine(onnx_path, engine_path, fp16=fp16, batch=batch)
     report = None
     if check:
         names = [i["name"] for i in result.metadata["inputs"]]
-        sizes = sorted({batch.min, min(batch.opt, batch.max)})
-        feeds = [(source, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
-                 for source, inputs, _ in parity_inputs(agent, random_batches=sizes)]  # fmt: skip
-        report = check_engine(engine, onnx_path, feeds, fp16=fp16)
+        sizes = sorted({batch.min, batch.opt})
+        feeds = []
+        for source, inputs, _ in parity_inputs(agent, random_batches=sizes):
+            for start in range(0, inputs[0].shape[0], batch.max):  # calls within the engine's batch range
+                rows = slice(start, start + batch.max)
+                feeds.append((source, {n: t[rows].numpy() for n, t in zip(names, inputs, strict=True)}))
+        report = check_engine(engine, onnx_path, feeds, fp16=fp16, atol=atol, rtol=atol)
         if not report.ok:
             raise ExportError(f"the TensorRT engine at {str(engine)!r} disagrees with onnxruntime:\n{report.format()}")
     return dataclasses.replace(result, engine=engine, engine_parity=report)

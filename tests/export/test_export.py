@@ -46,7 +46,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         if kind == "pixels":
             extra = {"learning_starts": 300, "random_frames": 64}
         agent = rlte_plugins.make("agent", name, **kwargs, **extra)
-        if kind == "pixels":  # a small replay: the checkpoint carries the storage's whole capacity
+        if kind == "pixels":  # a small in-memory replay: export reads none of it
             agent.set(storage={"name": "nstep_replay", "capacity": 400, "memmap": False})
         agent.train(320)
         paths[kind] = Path(agent.save(folder / f"{kind}.pt"))
@@ -100,6 +100,12 @@ def test_the_check_catches_a_model_that_disagrees(checkpoints: dict[str, Path], 
     assert not report.ok
     assert all(row.mismatches > 0 for row in report.rows)
     assert "FAIL" in report.format()
+    # the expected outputs are the agent's own: a faithful model of other weights fails too
+    path = export_onnx(agent, tmp_path / "faithful.onnx").path
+    with torch.no_grad():
+        for p in agent.actor.parameters():
+            p.add_(0.05)
+    assert not check_onnx(agent, path).ok
 
 
 def test_recurrent_policy_fed_its_own_state_acts_like_pytorch(checkpoints: dict[str, Path], tmp_path: Path) -> None:
@@ -213,12 +219,12 @@ def test_tensorrt_missing_is_one_clear_error(checkpoints: dict[str, Path], tmp_p
     from rlte_plugins.export.tensorrt import export_tensorrt
 
     agent = rlte_plugins.load_agent(checkpoints["vector"])
-    with pytest.raises(ExportError, match=r"pip install tensorrt"):
+    with pytest.raises(ExportError, match=r"pip install 'tensorrt>=10,<11'"):
         export_tensorrt(agent, tmp_path / "policy.engine")
     assert list(tmp_path.iterdir()) == []  # failed before writing anything
     assert main(["export", str(checkpoints["vector"]), "--format", "tensorrt", "--output",
                  str(tmp_path / "p.engine")]) == 2  # fmt: skip
-    assert "pip install tensorrt" in capsys.readouterr().err
+    assert "pip install 'tensorrt>=10,<11'" in capsys.readouterr().err
 
 
 class _FakeTensorRT(types.ModuleType):
@@ -227,6 +233,7 @@ class _FakeTensorRT(types.ModuleType):
 
     def __init__(self) -> None:
         super().__init__("tensorrt")
+        self.__version__ = "10.8.0"
         self.calls: list[tuple] = []
         fake = self
 
@@ -321,3 +328,6 @@ def test_engine_build_follows_tensorrts_api(checkpoints: dict[str, Path], tmp_pa
     assert ("flag", "fp16") in fake.calls and ("add_profile",) in fake.calls and ("create_network", 0) in fake.calls
     with pytest.raises(ExportError, match="min <= opt <= max"):
         BatchProfile(8, 4, 16)
+    fake.__version__ = "11.0.0"  # TensorRT 11 removed the FP16 builder flag and weak typing
+    with pytest.raises(ExportError, match="written for TensorRT 10"):
+        build_engine(model, tmp_path / "other.engine")
