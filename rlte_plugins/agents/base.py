@@ -546,12 +546,16 @@ class Agent:
         (compiled for direct collection when ``compile`` is set), ``pre`` a module run before it (observation
         normalisation), whose outputs are kept too; ``tensor_actor`` the whole acting path on plain tensors
         (:data:`~rlte_plugins.collection.direct.TensorActor`), which direct collection prefers; ``collect_actor``
-        what TorchRL's collector runs instead of :attr:`actor` (an off-policy agent's seed-frames switch)."""
+        what TorchRL's collector runs instead of :attr:`actor` (an off-policy agent's seed-frames switch). Ray's
+        workers get ``collect_actor`` (default: :attr:`actor`) and an env factory from :meth:`env_reference`."""
         from rlte_plugins.collection import is_rlte_env, make_collection, resolve_strategy
 
         c = self.config
         self.collection_env = self._wrap(self.env)
         strategy = resolve_strategy(c.collection, self.env, self.owner)
+        if strategy == "ray":
+            self._build_ray_collection(acting, pre, collect_actor)
+            return
         if strategy == "torchrl":
             if not is_rlte_env(self.env):
                 # the episode statistics every rlte env reports, so that charts/episodic_return is logged
@@ -565,15 +569,40 @@ class Agent:
             actor = self._actor if collect_actor is None else collect_actor
             self.collection = make_collection(strategy, self.collection_env, actor, c.num_steps, self.device)
             return
-        features = {k for m in acting.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
-                    for k in m.out_keys}  # fmt: skip
-        keys = [k for k in (self._actor if collect_actor is None else collect_actor).out_keys if k not in features]
+        keys = self._collected_keys(acting, collect_actor)
         engine = getattr(self, "engine", None)
         compiled = engine.compiled(acting) if engine is not None else acting
         act = compiled if pre is None else (lambda td: compiled(pre(td)))
         self.collection = make_collection(
             strategy, self.collection_env, act, c.num_steps, self.device, keys=keys, chunk_size=c.chunk_size,
             tensor_actor=tensor_actor,
+        )  # fmt: skip
+
+    def _collected_keys(self, acting: Any, collect_actor: Any = None) -> list[Any]:
+        """The outputs of the collecting policy a batch keeps: all but the encoders' features."""
+        features = {k for m in acting.modules() if hasattr(m, "out_features") and hasattr(m, "out_keys")
+                    for k in m.out_keys}  # fmt: skip
+        return [k for k in (self._actor if collect_actor is None else collect_actor).out_keys if k not in features]
+
+    def _build_ray_collection(self, acting: Any, pre: Any = None, collect_actor: Any = None, **options: Any) -> None:
+        """``self.collection`` on Ray workers (``num_workers``, ``ray_address``); ``options`` go to
+        :class:`~rlte_plugins.collection.ray.RayCollection` (``lagged``)."""
+        from rlte_plugins.collection import make_collection
+
+        c = self.config
+        refused = "normalize_observation" if pre is not None else "recurrent" if self._env_transforms() else None
+        if refused:
+            # the statistics would be updated in the workers / the workers' envs would need the policy's transforms
+            raise ComponentArgumentError(f"{self.owner}: {refused} is not supported with collection='ray'")
+        envs = int(self.env.batch_size.numel())
+        if envs % c.num_workers:
+            raise ComponentArgumentError(f"{self.owner}: num_workers ({c.num_workers}) must divide the env's {envs} "
+                                         "envs")  # fmt: skip
+        self.collection_env = self.env
+        self.collection = make_collection(
+            "ray", self.env, self._actor if collect_actor is None else collect_actor, c.num_steps, self.device,
+            reference=self.env_reference(), num_workers=c.num_workers, seed=self.seed,
+            keys=self._collected_keys(acting, collect_actor), ray_address=c.ray_address, **options,
         )  # fmt: skip
 
     # -- evaluation ---------------------------------------------------------------------------------------

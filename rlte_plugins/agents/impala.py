@@ -1,12 +1,14 @@
 """IMPALA (Espeholt et al., 2018): actor-critic learning from unrolls of a behaviour policy that lags the learner,
-corrected by V-trace; asynchronous actors through the ``async`` collection strategy.
+corrected by V-trace; asynchronous actors through the ``async`` collection strategy (worker processes) or ``ray``
+(Ray workers, on one machine or a cluster).
 
 V-trace (the paper's eq. 1) is TorchRL's ``vtrace_advantage_estimate``, recomputed with the learner's current
 parameters on every minibatch of whole unrolls (:class:`VTraceLoss`). Where the acting weights come from is the
 collection's business: the learner's own (``direct``/``torchrl``: no lag), the learner's from ``policy_lag`` updates
-ago (synchronous and deterministic, to study the correction), or worker processes updated after each learner step
-(``collection="async"``). Each frame carries the learner's update count when its acting weights were copied
-(``policy_version``), from which the lag is measured and logged (``charts/policy_lag``).
+ago (synchronous and deterministic, to study the correction), or workers updated after each learner step
+(``collection="async"``: processes on this machine; ``collection="ray"``: Ray actors). Each frame carries the
+learner's update count when its acting weights were copied (``policy_version``), from which the lag is measured and
+logged (``charts/policy_lag``).
 """
 
 from __future__ import annotations
@@ -188,7 +190,9 @@ class IMPALA(OnPolicyAgent):
     deterministic; ``collection="async"`` runs ``num_workers`` processes of TorchRL's ``MultiAsyncCollector``, whose
     weights are pushed after each update (a worker takes them mid-unroll where the paper's actors wait for the next
     unroll; V-trace stays exact, each step storing the log-probability of the weights that acted, and
-    ``charts/policy_version_ambiguous`` is the share of frames whose weights changed while their action was chosen).
+    ``charts/policy_version_ambiguous`` is the share of frames whose weights changed while their action was chosen);
+    ``collection="ray"`` does the same with ``num_workers`` Ray actors (TorchRL's ``RayCollector``), each frame stamped
+    alike.
     ``charts/policy_lag`` is the mean number of learner updates
     between the weights that acted and the update that learns from them.
 
@@ -229,10 +233,12 @@ class IMPALA(OnPolicyAgent):
         c_bar: float = option(1.0, "V-trace's clip of the trace coefficients c", low=0.0, low_open=True)
         clip_rewards: bool = option(False, "clip rewards to [-1, 1] before V-trace (the paper's Atari setting)")
         policy_lag: int = option(0, "act with the learner's weights of this many updates before (synchronous, "
-                                 "deterministic; not with collection='async')", low=0)  # fmt: skip
-        num_workers: int = option(1, "worker processes of collection='async' (must divide the envs)", low=1)
-        collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl, direct or async "
-                                 "(worker processes: TorchRL's MultiAsyncCollector)",
+                                 "deterministic; not with collection='async' or 'ray')", low=0)  # fmt: skip
+        num_workers: int = option(1, "worker processes of collection='async', Ray workers of collection='ray' (must "
+                                  "divide the envs)", low=1)  # fmt: skip
+        collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl, direct, async (worker "
+                                 "processes: TorchRL's MultiAsyncCollector) or ray (Ray workers: TorchRL's "
+                                 "RayCollector), both asynchronous",
                                  choices=STRATEGIES + LAGGED_STRATEGIES)  # fmt: skip
 
     loss_metrics: ClassVar[dict[str, str]] = {
@@ -257,23 +263,28 @@ class IMPALA(OnPolicyAgent):
         for name, (bad, why) in refused.items():
             if bad:
                 raise ComponentArgumentError(f"{self.owner}: {name}: {why}")
-        if c.collection == "async" and c.policy_lag:
+        if self.asynchronous and c.policy_lag:
             raise ComponentArgumentError(
-                f"{self.owner}: policy_lag delays the weights of synchronous collection; collection='async' has its "
-                "workers' own lag: set one or the other"
+                f"{self.owner}: policy_lag delays the weights of synchronous collection; collection={c.collection!r} "
+                "has its workers' own lag: set one or the other"
             )
-        if c.collection == "async" and c.normalize_observation:
+        if self.asynchronous and c.normalize_observation:
             raise ComponentArgumentError(
-                f"{self.owner}: normalize_observation is not supported with collection='async' (the statistics "
-                "would be updated in the workers)"
+                f"{self.owner}: normalize_observation is not supported with collection={c.collection!r} (the "
+                "statistics would be updated in the workers)"
             )
 
     def check_env(self) -> None:
         super().check_env()
         envs = int(self.env.batch_size.numel())
-        if self.config.collection == "async" and envs % self.config.num_workers:
+        if self.asynchronous and envs % self.config.num_workers:
             raise ComponentArgumentError(f"{self.owner}: num_workers ({self.config.num_workers}) must divide the env's "
                                          f"{envs} envs")  # fmt: skip
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether workers collect while the learner trains (``async``, ``ray``), with the weights it pushes."""
+        return self.config.collection in (*LAGGED_STRATEGIES, "ray")
 
     @property
     def sequence_length(self) -> int:
@@ -322,6 +333,9 @@ class IMPALA(OnPolicyAgent):
                 num_workers=c.num_workers, seed=self.seed,
             )  # fmt: skip
             return
+        if c.collection == "ray":
+            self._build_ray_collection(self.policy.actor, lagged=True)
+            return
         if c.policy_lag:
             # a second copy of the policy acts; the learner's weights of policy_lag updates before are loaded into it
             # before each batch
@@ -344,7 +358,7 @@ class IMPALA(OnPolicyAgent):
                 self._snapshots.append((self.iterations, self._actor_weights()))
             version, weights = self._snapshots[0]
             self.behaviour.actor.load_state_dict(weights)
-        elif self.config.collection == "async":
+        elif self.asynchronous:
             version = None  # the workers stamp each frame
             self._push()  # the first batch, or the first after loading a checkpoint
         batch = super().collect()
@@ -366,12 +380,12 @@ class IMPALA(OnPolicyAgent):
             stats["charts/policy_version_ambiguous"] = (end != version).float().mean()
         if self._snapshots is not None:
             self._snapshots.append((self.iterations, self._actor_weights()))
-        if self.config.collection == "async":
+        if self.asynchronous:
             self._push()
         return stats
 
     def _push(self) -> None:
-        """Send the learner's weights to the async workers, unless they have them already."""
+        """Send the learner's weights to the asynchronous workers, unless they have them already."""
         if self._pushed != self.iterations:
             self.collection.push(self.policy.actor, self.iterations)
             self._pushed = self.iterations

@@ -2,9 +2,10 @@
 steps on sampled batches, update target networks. DQN, DDPG, TD3, SAC, DrQ and DrQ-v2 write their ``Config``,
 their loss, the exploration module and at most a hook.
 
-Collection (``direct`` or ``torchrl``), the update engine and the run loop are the ones on-policy agents use; the
-storage is the ``storage`` slot (any rlte replay storage: uniform, n-step, prioritized, memory-mapped), and an
-``augmentation`` slot augments sampled observations inside the update.
+Collection (``direct``, ``torchrl`` or ``ray``), the update engine and the run loop are the ones on-policy agents
+use; the storage is the ``storage`` slot (any rlte replay storage: uniform, n-step, prioritized, memory-mapped; with
+``ray_replay``, a uniform one's transitions live in a Ray actor), and an ``augmentation`` slot augments sampled
+observations inside the update.
 
 The update-to-data ratio is defined once, :attr:`OffPolicyConfig.utd_ratio`: gradient updates per frame (one step
 of one env) once learning has started. With ``N`` envs stepped together a collection step brings ``N`` frames and
@@ -56,7 +57,15 @@ class OffPolicyConfig(AgentConfig):
                                    low=0.0)  # fmt: skip
     pretraining: bool = option(False, "learn from the intrinsic reward alone (set(reward=...)): reward-free "
                                "pre-training")  # fmt: skip
-    collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl or direct", choices=STRATEGIES)
+    collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl, direct or ray (Ray workers "
+                             "acting with the learner's weights, pushed before every batch)",
+                             choices=STRATEGIES)  # fmt: skip
+    num_workers: int = option(1, "Ray workers of collection='ray' (must divide the envs)", low=1)
+    ray_address: str | None = option(None, "Ray cluster of collection='ray': null (RAY_ADDRESS, else a new local "
+                                     "Ray), 'auto' (the cluster this machine joined with ray start) or an address "
+                                     "ray.init takes (ray://head:10001)", types=(str, type(None)))  # fmt: skip
+    ray_replay: bool = option(False, "keep the transitions of a 'replay' storage (in memory) in a Ray actor, on the "
+                              "cluster of ray_address (TorchRL's ReplayBuffer(service_backend='ray'))")  # fmt: skip
     amp: str | None = option(None, "mixed precision of the update: null, bf16 or fp16 (CUDA)", types=(str, type(None)),
                              choices=AMP_MODES)  # fmt: skip
     compile: bool | str = option(False, "torch.compile the acting module and the loss: true or a mode name",
@@ -87,7 +96,8 @@ def trained_parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
 class SeedActions(TensorDictModuleBase):
     """The collecting policy: ``actor``, or uniformly random actions from ``action_spec`` while :attr:`random`
     (an off-policy agent's seed frames). Drawn from torch's global generator, which checkpoints hold. Only the
-    action is kept: losses recompute what they need from the stored observations."""
+    action is kept: losses recompute what they need from the stored observations. The switch is a buffer, so it
+    travels with the weights to remote workers (``collection="ray"``)."""
 
     def __init__(self, actor: Any, action_spec: Any, action_key: str = "action") -> None:
         super().__init__()
@@ -95,7 +105,15 @@ class SeedActions(TensorDictModuleBase):
         self.in_keys = list(actor.in_keys)
         self.out_keys = [action_key]
         self.action_key = action_key
-        self.random = False
+        self.register_buffer("random_phase", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def random(self) -> bool:
+        return bool(self.random_phase)
+
+    @random.setter
+    def random(self, value: bool) -> None:
+        self.random_phase.fill_(bool(value))
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self.random:
@@ -243,10 +261,20 @@ class OffPolicyAgent(Agent):
         policy.to(self.device)
         self.policy = policy
         storage.build(self.device)
+        #: where transitions go: the storage, or its transitions in a Ray actor (ray_replay)
+        self.replay: Any = storage
+        if c.ray_replay:
+            from rlte_plugins.collection.ray import RayReplay
+
+            self.replay = RayReplay(storage, self.owner, c.ray_address, self.device)
         self.exploration = self.make_exploration()
         acting = getattr(policy, "exploration_policy", None) or policy.actor
         self._actor = acting if self.exploration is None else TensorDictSequential(acting, self.exploration)
         self._noise = [m for m in self._actor.modules() if hasattr(m, "schedule") and hasattr(m, "steps")]
+        if c.collection == "ray" and any(m.schedule.start != m.schedule.end for m in self._noise):
+            # the schedule's position is set here from the frames, not sent with the weights
+            raise ComponentArgumentError(f"{self.owner}: a noise schedule is not supported with collection='ray': "
+                                         "give the noise distribution a constant std")  # fmt: skip
         self._seed_actions = SeedActions(self._actor, self.action_spec)
         self.loss_module = self.make_loss()
         self.groups = self.update_groups()
@@ -266,6 +294,12 @@ class OffPolicyAgent(Agent):
         self.updates = 0
         # with the exploration module: collected actions explore; the seed-frames switch in front of it
         self._build_collection(self._seed_actions, collect_actor=self._seed_actions)
+
+    def close(self) -> None:
+        """Release what collection holds and, with ``ray_replay``, the Ray actor holding the transitions."""
+        super().close()
+        if self.built and self.replay is not self.components["storage"]:
+            self.replay.close()
 
     def _group_terms(
         self, loss: Callable[[TensorDictBase], TensorDictBase], metrics: list[str]
@@ -301,7 +335,7 @@ class OffPolicyAgent(Agent):
             # in time order, and stored with the transition (a lifelong one is recomputed at update time instead)
             bonus = self.intrinsic_bonus(batch)
             batch.set(("next", "intrinsic_reward"), bonus.reshape(batch.get(("next", "reward")).shape))
-        storage = self.components["storage"]
+        storage = self.replay
         storage.add(batch)
         self.frames += batch.numel()
         if hasattr(storage, "step"):
@@ -331,7 +365,7 @@ class OffPolicyAgent(Agent):
         due = self.updates_due()
         if due == 0:
             return stats
-        storage = self.components["storage"]
+        storage = self.replay
         batch_size = getattr(storage, "batch_size", 0)
         if len(storage) < batch_size:
             raise ComponentArgumentError(
@@ -378,7 +412,7 @@ class OffPolicyAgent(Agent):
         return {
             "loss": self.loss_module.state_dict(),  # the online and target networks
             "engines": {name: engine.state_dict() for name, engine in self.engines.items()},
-            "storage": self.components["storage"].state_dict(),
+            "storage": self.replay.state_dict(),
             "updates": self.updates,
             # the acting module's exploration state (DQN's epsilon): a loaded actor explores as the saved one did
             "exploration": None if self.exploration is None else self.exploration.state_dict(),
@@ -400,7 +434,7 @@ class OffPolicyAgent(Agent):
                                   f"{sorted(self.engines)}")  # fmt: skip
         for name, engine in self.engines.items():
             engine.load_state_dict(saved[name])
-        self.components["storage"].load_state_dict(state["storage"])
+        self.replay.load_state_dict(state["storage"])
         self.updates = int(state["updates"])
         if self.exploration is not None and state.get("exploration") is not None:
             self.exploration.load_state_dict(state["exploration"])

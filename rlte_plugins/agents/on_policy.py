@@ -2,7 +2,8 @@
 minibatch steps. PPO, A2C and their relatives write their ``Config``, their TorchRL loss and at most a hook.
 
 The batch comes from a collection strategy (``direct`` for rlte envs: a buffer allocated once, no TorchRL
-per-step machinery; ``torchrl``: TorchRL's ``Collector`` for any TorchRL env), the update runs through the
+per-step machinery; ``torchrl``: TorchRL's ``Collector`` for any TorchRL env; ``ray``: Ray workers acting with the
+learner's weights, pushed before every batch), the update runs through the
 :class:`~rlte_plugins.optim.engine.UpdateEngine`, and statistics stay on the device until the run loop fetches
 them once per iteration. With ``recurrent=`` the policy is an LSTM/GRU trained by truncated backpropagation
 through time over stored states (with optional burn-in), on both strategies.
@@ -84,7 +85,13 @@ class OnPolicyConfig(AgentConfig):
     extrinsic_coef: float = option(1.0, "weight of the extrinsic advantage (intrinsic_critic; RND: 2)", low=0.0)
     recurrent: dict | None = option(None, "LSTM/GRU policy: {cell: lstm|gru, hidden_size, sequence_length, burn_in}",
                                     types=(dict, type(None)))  # fmt: skip
-    collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl or direct", choices=STRATEGIES)
+    collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl, direct or ray (Ray workers "
+                             "acting with the learner's weights, pushed before every batch)",
+                             choices=STRATEGIES)  # fmt: skip
+    num_workers: int = option(1, "Ray workers of collection='ray' (must divide the envs)", low=1)
+    ray_address: str | None = option(None, "Ray cluster of collection='ray': null (RAY_ADDRESS, else a new local "
+                                     "Ray), 'auto' (the cluster this machine joined with ray start) or an address "
+                                     "ray.init takes (ray://head:10001)", types=(str, type(None)))  # fmt: skip
     amp: str | None = option(None, "mixed precision of the update: null, bf16 or fp16 (CUDA)", types=(str, type(None)),
                              choices=AMP_MODES)  # fmt: skip
     compile: bool | str = option(False, "torch.compile the acting module and the loss: true or a mode name (a "

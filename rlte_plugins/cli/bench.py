@@ -1,7 +1,8 @@
 """``rlte bench BENCHMARK``: suite (a suite file's runs into a results folder, optionally published to W&B), rewards
 (the cost of each intrinsic reward), exploration (success rates of bonuses on DoorKey), procgen (generalisation
 scores and frames/s of the on-policy agents), cartpole (returns over seeds), envs (steps/s), throughput (against
-rl8), ppo (CleanRL's settings), encoders, drqv2 (returns and frames/s beside the authors')."""
+rl8), ppo (CleanRL's settings), encoders, drqv2 (returns and frames/s beside the authors'), ray (frames/s with Ray
+workers)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,19 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--repeats", type=int, default=10, help="timings per figure; the median is shown")
     b.add_argument("--device", default="cpu")
     b.set_defaults(func=run_encoders)
+    b = bench.add_parser("export", help="ms per batch of a policy: PyTorch eager, torch.compile and onnxruntime",
+                         description="Latency of the deterministic policy of a run (or a fresh agent) on CPU: the "
+                         "acting module on TensorDicts, the exported graph on plain tensors eager and under "
+                         "torch.compile, and the ONNX model in onnxruntime, per batch size.")  # fmt: skip
+    b.add_argument("run", nargs="?", metavar="RUN_DIR", help="a run directory or checkpoint (default: a fresh agent)")
+    b.add_argument("--agent", default="ppo", help="agent of the fresh policy (default ppo)")
+    b.add_argument("--env", default="torch_cartpole", help="env of the fresh policy (default torch_cartpole)")
+    b.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 16, 256, 4096], help="batch sizes")
+    b.add_argument("--repeats", type=positive_int, default=50, help="timed calls per figure (median shown)")
+    variants = ["tensordict", "eager", "compiled", "onnxruntime"]
+    b.add_argument("--variants", nargs="+", default=variants, choices=variants, help="what to time (default all)")
+    b.add_argument("--threads", type=positive_int, help="torch's and onnxruntime's CPU thread count")
+    b.set_defaults(func=run_export)
     b = bench.add_parser("rewards", help="ms of each intrinsic reward's compute and update per 1,000 transitions")
     b.add_argument("names", nargs="*", help="rewards to time (default: every registered one but mixture)")
     b.add_argument("--inputs", nargs="+", default=["vectors", "pixels"], help="vectors (64 floats) and/or pixels "
@@ -134,6 +148,23 @@ def add_parser(subparsers: Subparsers) -> None:
     b.add_argument("--device", default="cpu")
     b.add_argument("--threads", type=int, default=2, help="torch threads in every run")
     b.set_defaults(func=run_drqv2)
+    b = bench.add_parser(
+        "ray",
+        help="frames/s of PPO collected in-process and by 1, 2... Ray workers, with ratios",
+        description="Train the same PPO recipe with in-process collection and with collection='ray' (TorchRL's "
+        "RayCollector on a local Ray instance), one row per strategy and worker count, and print frames/s with "
+        "ratios to the first row. Needs Ray: pip install 'rlte-plugins[ray]'.",
+    )
+    b.add_argument("--workers", type=positive_int, nargs="+", default=[1, 2], help="Ray worker counts (default 1 2)")
+    b.add_argument("--env", default="torch_cartpole", help="env name (default torch_cartpole)")
+    b.add_argument("--num-envs", type=positive_int, default=8, help="parallel envs (divisible by each worker count)")
+    b.add_argument("--num-steps", type=positive_int, default=128, help="steps per env per batch")
+    b.add_argument("--frames", type=positive_int, default=20_480, help="frames per row")
+    b.add_argument("--in-process", nargs="*", default=["auto", "torchrl"], help="in-process strategies to compare "
+                   "(default auto torchrl)")  # fmt: skip
+    b.add_argument("--threads", type=positive_int, help="torch's thread count in the learner")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=run_ray)
 
 
 def run_suite(args: argparse.Namespace) -> int:
@@ -210,6 +241,25 @@ def run_encoders(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_export(args: argparse.Namespace) -> int:
+    import torch
+
+    import rlte_plugins
+    from rlte_plugins.bench.export import benchmark
+    from rlte_plugins.cli.common import checkpoint_of
+    from rlte_plugins.training.runner import quiet_torchrl
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quiet_torchrl()
+    if args.run:
+        agent = rlte_plugins.load_agent(checkpoint_of(args.run), device="cpu")
+    else:
+        agent = rlte_plugins.make("agent", args.agent, env=args.env, num_envs=1)
+    benchmark(agent, args.batch_sizes, args.repeats, args.variants)
+    return EXIT_OK
+
+
 def run_envs(args: argparse.Namespace) -> int:
     from rlte_plugins.bench.envs import benchmark
 
@@ -228,4 +278,13 @@ def run_drqv2(args: argparse.Namespace) -> int:
         drqv2.benchmark_returns(args.tasks, args.frames, args.seeds, args.eval_every, args.eval_episodes, args.threads,
                                 args.device, args.envs or ["dmc"], image_size=args.image_size,
                                 batch_size=args.batch_size, seed_frames=args.seed_frames)  # fmt: skip
+    return EXIT_OK
+
+
+def run_ray(args: argparse.Namespace) -> int:
+    from rlte_plugins.bench.scaling import benchmark, print_rows
+
+    rows = benchmark(args.workers, args.env, args.num_envs, args.num_steps, args.frames, args.seed, args.in_process,
+                     args.threads)  # fmt: skip
+    print_rows(rows, args.env, args.num_envs, args.num_steps, args.frames)
     return EXIT_OK

@@ -1,10 +1,10 @@
-"""How an agent gathers its batches: ``torchrl`` (TorchRL's ``Collector``, any TorchRL env) or ``direct`` (a buffer
-allocated once and filled by stepping an rlte env in-process, on CPU or on the training device), and, for an agent
-that corrects for a lagging behaviour policy (IMPALA), ``async``: worker processes acting while the learner trains.
+"""How an agent gathers its batches: ``torchrl`` (TorchRL's ``Collector``, any TorchRL env), ``direct`` (a buffer
+allocated once and filled by stepping an rlte env in-process, on CPU or on the training device) or ``ray`` (remote
+workers on a Ray cluster, :mod:`rlte_plugins.collection.ray`), and, for an agent that corrects for a lagging
+behaviour policy (IMPALA), ``async``: worker processes acting while the learner trains.
 
 All return ``[num_envs, num_steps]`` TensorDicts with TorchRL's keys (``("next", "reward")``, ``("next",
-"done")``, ``("next", "terminated")``...), so everything after collection is the same code. A later Ray strategy
-plugs in at :func:`make_collection`, beside ``async``.
+"done")``, ``("next", "terminated")``...), so everything after collection is the same code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torchrl.envs import EnvBase
 
 from rlte_plugins.errors import ComponentArgumentError
 
-STRATEGIES = ("auto", "torchrl", "direct")
+STRATEGIES = ("auto", "torchrl", "direct", "ray")
 #: strategies whose batches come from weights that lag the learner's (each frame carries their ``policy_version``):
 #: offered only by agents that correct for the lag and declare them in their ``collection`` option
 LAGGED_STRATEGIES = ("async",)
@@ -43,6 +43,10 @@ def resolve_strategy(choice: str, env: EnvBase, owner: str, accepted: tuple[str,
         raise ComponentArgumentError(f"{owner}: collection must be one of {', '.join(accepted)}, got {choice!r}")
     if choice == "auto":
         return "direct" if is_rlte_env(env) else "torchrl"
+    if choice == "ray":
+        from rlte_plugins.collection.ray import require_ray
+
+        require_ray(owner)
     if choice == "direct" and not is_rlte_env(env):
         raise ComponentArgumentError(
             f"{owner}: collection='direct' steps rlte envs (made by rlte_plugins.make); {type(env).__name__} is not "
@@ -53,7 +57,12 @@ def resolve_strategy(choice: str, env: EnvBase, owner: str, accepted: tuple[str,
 
 def make_collection(strategy: str, env: EnvBase, actor: Any, num_steps: int, device: Any, **options: Any) -> Any:
     """The collection object of ``strategy`` (already resolved); ``options`` are the strategy's own (``direct``:
-    ``keys``, ``chunk_size``, ``tensor_actor``; ``async``: ``reference``, ``num_workers``, ``seed``, ``keys``)."""
+    ``keys``, ``chunk_size``, ``tensor_actor``; ``async``: ``reference``, ``num_workers``, ``seed``, ``keys``;
+    ``ray``: those of ``async`` and ``lagged``, ``ray_address``, ``num_cpus``)."""
+    if strategy == "ray":
+        from rlte_plugins.collection.ray import RayCollection
+
+        return RayCollection(env, actor, num_steps, device, **options)
     if strategy == "async":
         from rlte_plugins.collection.asynchronous import AsyncCollection
 

@@ -6,13 +6,14 @@ TorchRL's ``update_policy_weights_``), and a worker may be halfway through a bat
 paper's actors, which take new weights between unrolls only: V-trace stays exact, as each step stores the
 log-probability of the weights that acted). So every frame carries the version of the weights that chose its action
 (``"policy_version"``: the learner's update count when they were pushed), stamped by a buffer that travels with the
-weights, just before the action is chosen and again just after (``"policy_version_end"``): TorchRL's workers apply
-new weights from a thread of their own, so where the two stamps differ, the action came from one of the two versions
-(the learner logs the share of such frames). The learner measures its policy lag from the first stamp.
+weights, just before the action is chosen and again just after (``"policy_version_end"``): TorchRL writes new weights
+into a worker's copy while it acts, so where the two stamps differ, the action came from one of the two versions, or
+from a mix of them (the learner logs the share of such frames; :class:`StampedActor` orders the writes so that stamps
+that agree are exact). The learner measures its policy lag from the first stamp.
 
 A batch is ``[num_envs, num_steps]``: the first ``num_workers`` worker batches to arrive (``num_envs / num_workers``
 envs each), as IMPALA's learner dequeues the first unrolls its actors finish. A Ray-backed strategy plugs in beside
-this one, with the same ``collect`` / ``push`` / ``close`` interface.
+this one (:mod:`rlte_plugins.collection.ray`), with the same ``collect`` / ``push`` / ``close`` interface.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict.nn import TensorDictModuleBase
 from torch import nn
 from torchrl.envs import Compose, EnvBase, RewardSum, StepCounter, TransformedEnv
 
@@ -57,6 +58,37 @@ class VersionStamp(nn.Module):
         return self.version.expand(observation.shape[: observation.dim() - self.event_dims]).clone()
 
 
+class StampedActor(TensorDictModuleBase):
+    """``acting`` between two version stamps: ``policy_version`` read just before the action is chosen and
+    ``policy_version_end`` just after (with ``stamped``; the batch keeps ``keys`` of the acting module's outputs).
+
+    TorchRL writes new weights into a worker's shared copy key by key, in the order of the module's state, while the
+    worker may be acting. The end stamp is registered first and the start stamp last, so the start stamp changes only
+    after the acting weights have all been written and the end stamp before any of them: a frame whose two stamps
+    agree acted with the weights they name.
+    """
+
+    def __init__(self, acting: Any, obs_key: Any, event_dims: int, keys: Sequence[str], stamped: bool = True) -> None:
+        super().__init__()
+        self.end = VersionStamp(event_dims)  # registration order is the order weights are written in
+        self.acting = acting
+        self.start = VersionStamp(event_dims)
+        self.obs_key, self.keys, self.stamped = obs_key, list(keys), stamped
+        self.in_keys = list(acting.in_keys)
+        self.out_keys = [*self.keys, *([VERSION_KEY, VERSION_END_KEY] if stamped else [])]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        observation = tensordict.get(self.obs_key)
+        start = self.start(observation)
+        acted = self.acting(tensordict.copy())
+        end = self.end(observation)
+        tensordict.update(acted.select(*self.keys))
+        if self.stamped:
+            tensordict.set(VERSION_KEY, start)
+            tensordict.set(VERSION_END_KEY, end)
+        return tensordict
+
+
 def worker_env(reference: Mapping[str, Any], num_envs: int, seed: int, device: str) -> EnvBase:
     """The env of one worker, made in its process from the training env's reference (``{"name": ..., **kwargs}`` or
     ``{"factory": "module:name"}``); envs this package does not make get its episode statistics."""
@@ -75,21 +107,26 @@ def worker_env(reference: Mapping[str, Any], num_envs: int, seed: int, device: s
     return TransformedEnv(env, statistics)
 
 
-class AsyncCollection:
-    """Batches of ``[num_envs, num_steps]`` from ``num_workers`` processes running a lagging copy of ``actor``.
+class WorkerCollection:
+    """What the worker strategies share (``async``, ``ray``): batches of ``[num_envs, num_steps]`` from
+    ``num_workers`` workers that make their own envs and act with a copy of ``actor``, updated by :meth:`push`.
 
     Args:
         env: the training env (its batch size is the batch's ``num_envs``; the workers make their own).
-        actor: the acting module; a copy of it acts in the workers, updated by :meth:`push`.
-        num_steps, device: the unroll length and where the batches (and the workers' policies) live.
+        actor: the acting module; a copy of it acts in the workers.
+        num_steps, device: the unroll length and where the batches live.
         reference: how to make the env again (the agent's ``env_reference()``).
-        num_workers: worker processes; each steps ``num_envs / num_workers`` envs, seeded ``seed + 1 + i``.
+        num_workers: workers; each steps ``num_envs / num_workers`` envs, seeded ``seed + 1 + i``.
         seed: the run's seed.
         keys: the acting module's outputs kept in the batch.
+        stamped: keep each frame's version stamps (``policy_version``, ``policy_version_end``) in the batch.
 
-    The processes start at the first :meth:`collect` and stop at :meth:`close`. The envs' mid-episode state is not
-    checkpointed: a resumed run starts from fresh workers.
+    A subclass names its :attr:`strategy` and its workers' device (:meth:`_worker_device`: the learner's, unless
+    overridden) and starts its collector in :meth:`_start`. The workers start at the first :meth:`collect` and stop
+    at :meth:`close`. The envs' mid-episode state is not checkpointed: a resumed run starts from fresh workers.
     """
+
+    strategy = ""
 
     def __init__(
         self,
@@ -102,61 +139,67 @@ class AsyncCollection:
         num_workers: int = 1,
         seed: int = 0,
         keys: Sequence[str] = ("action", "action_log_prob"),
+        stamped: bool = True,
     ) -> None:
         num_envs = int(env.batch_size.numel())
         if reference is None:
             raise ComponentArgumentError(
-                "collection='async' makes the env again in each worker process: pass the env by name, mapping or "
-                "factory, not as an instance"
+                f"collection={self.strategy!r} makes the env again in each worker process: pass the env by name, "
+                "mapping or factory, not as an instance"
             )
         if num_workers < 1 or num_envs % num_workers:
-            raise ComponentArgumentError(f"collection='async': num_workers ({num_workers}) must divide the env's "
-                                         f"{num_envs} envs")  # fmt: skip
+            raise ComponentArgumentError(f"collection={self.strategy!r}: num_workers ({num_workers}) must divide the "
+                                         f"env's {num_envs} envs")  # fmt: skip
         self.device, self.num_workers = device, num_workers
+        self.worker_device = self._worker_device(device)
         self.frames_per_batch = num_envs * num_steps
         per_worker = num_envs // num_workers
-        self._factories = [functools.partial(worker_env, dict(reference), per_worker, seed + 1 + i, str(device))
+        where = str(self.worker_device)
+        self._factories = [functools.partial(worker_env, dict(reference), per_worker, seed + 1 + i, where)
                            for i in range(num_workers)]  # fmt: skip
         self._frames_per_worker = per_worker * num_steps
         # the workers act with a copy: the learner's optimiser steps its own weights in place, which workers sharing
         # them would see halfway through a rollout, with no version to tell
-        self.acting = copy.deepcopy(actor)
+        self.acting = copy.deepcopy(actor).to(self.worker_device)
         obs_key = next(k for k in actor.in_keys if k != "is_init")
-        self.stamp = VersionStamp(len(env.observation_spec[obs_key].shape) - len(env.batch_size)).to(device)
-        self.policy = TensorDictSequential(
-            TensorDictModule(self.stamp, [obs_key], [VERSION_KEY]),
-            self.acting,
-            TensorDictModule(self.stamp, [obs_key], [VERSION_END_KEY]),
-            selected_out_keys=[*keys, VERSION_KEY, VERSION_END_KEY],
-        )
+        event_dims = len(env.observation_spec[obs_key].shape) - len(env.batch_size)
+        self.policy = StampedActor(self.acting, obs_key, event_dims, keys, stamped).to(self.worker_device)
         self._collector: Any = None
         self._iter: Any = None
         self._threads = torch.get_num_threads()
 
+    @property
+    def stamp(self) -> VersionStamp:
+        """The stamp read before each action (its ``version``: the last version pushed)."""
+        return self.policy.start
+
+    def _worker_device(self, device: torch.device) -> torch.device:
+        return device
+
+    def _start(self) -> Any:
+        """The collector over :attr:`_factories` running :attr:`policy`, each batch one worker's."""
+        raise NotImplementedError
+
     def push(self, actor: nn.Module, version: int) -> None:
         """Send ``actor``'s weights (the learner's, after ``version`` updates) to the workers."""
         self.acting.load_state_dict(actor.state_dict())  # copied in place: the workers get it through TorchRL
-        self.stamp.version.fill_(version)
+        self.policy.end.version.fill_(version)
+        self.policy.start.version.fill_(version)
         if self._collector is not None:
             self._collector.update_policy_weights_(self.policy)
 
-    def collect(self) -> TensorDictBase:
+    def _next(self) -> TensorDictBase:
+        """The collector's next batch (started at the first)."""
         if self._collector is None:
-            from torchrl.collectors import MultiAsyncCollector
-
             self._threads = torch.get_num_threads()
-            self._collector = MultiAsyncCollector(
-                self._factories,
-                self.policy,
-                frames_per_batch=self._frames_per_worker,
-                total_frames=-1,
-                device=self.device,
-                num_threads=self._threads,  # the learner keeps its threads (TorchRL's default takes them away)
-                auto_register_policy_transforms=False,
-            )
+            self._collector = self._start()
             self._iter = iter(self._collector)
-        parts = [next(self._iter).exclude("collector") for _ in range(self.num_workers)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        return next(self._iter).exclude("collector")
+
+    def collect(self) -> TensorDictBase:
+        parts = [self._next() for _ in range(self.num_workers)]
+        batch = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        return batch.to(self.device)
 
     def close(self) -> None:
         if self._collector is not None:
@@ -169,3 +212,24 @@ class AsyncCollection:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.close()  # the next batch comes from fresh workers
+
+
+class AsyncCollection(WorkerCollection):
+    """Batches of ``[num_envs, num_steps]`` from ``num_workers`` processes of TorchRL's ``MultiAsyncCollector``
+    running a lagging copy of ``actor`` on ``device``, stamped with the version of its weights (the arguments are
+    :class:`WorkerCollection`'s)."""
+
+    strategy = "async"
+
+    def _start(self) -> Any:
+        from torchrl.collectors import MultiAsyncCollector
+
+        return MultiAsyncCollector(
+            self._factories,
+            self.policy,
+            frames_per_batch=self._frames_per_worker,
+            total_frames=-1,
+            device=self.device,
+            num_threads=self._threads,  # the learner keeps its threads (TorchRL's default takes them away)
+            auto_register_policy_transforms=False,
+        )

@@ -273,7 +273,7 @@ def test_the_papers_optimiser_and_clipping_reach_the_engine():
         ({"collection": "async", "policy_lag": 2}, "agent 'impala': policy_lag delays the weights of synchronous"),
         ({"collection": "async", "num_workers": 3}, "agent 'impala': num_workers (3) must divide the env's 4 envs"),
         ({"recurrent": {"cell": "gru"}}, "agent 'impala': recurrent: recurrent policies are not supported"),
-        ({"collection": "ray"}, "agent 'impala': collection must be one of 'auto', 'torchrl', 'direct', 'async'"),
+        ({"collection": "mpi"}, "impala': collection must be one of 'auto', 'torchrl', 'direct', 'ray', 'async'"),
         ({"optimizer": "sgd"}, "agent 'impala': optimizer must be one of 'rmsprop', 'adam', got 'sgd'"),
         ({"num_minibatches": 3}, "must split into num_minibatches (3) minibatches of whole sequences of 5 steps"),
     ],
