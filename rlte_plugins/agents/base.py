@@ -75,6 +75,28 @@ class AgentConfig:
     """Hyperparameters shared by every agent (none yet: each kind of agent adds its own)."""
 
 
+def collection_option(strategies: tuple[str, ...] | None = None, described: str | None = None) -> Any:
+    """The ``collection`` option: ``auto``, ``torchrl``, ``direct``, ``ray`` (and ``strategies`` where an agent offers
+    more, ``described`` in its help)."""
+    from rlte_plugins.collection import STRATEGIES
+
+    default = "torchrl, direct or ray (Ray workers acting with the learner's weights, pushed before every batch)"
+    described = described or default
+    return option("auto", f"auto (direct for rlte envs, else torchrl), {described}", choices=strategies or STRATEGIES)
+
+
+def num_workers_option(workers: str = "Ray workers of collection='ray'") -> Any:
+    """The ``num_workers`` option of the worker strategies."""
+    return option(1, f"{workers} (must divide the envs)", low=1)
+
+
+def ray_address_option() -> Any:
+    """The ``ray_address`` option: the Ray cluster of ``collection='ray'``."""
+    return option(None, "Ray cluster of collection='ray': null (RAY_ADDRESS, else a new local Ray), 'auto' (the "
+                  "cluster this machine joined with ray start) or an address ray.init takes (ray://head:10001)",
+                  types=(str, type(None)))  # fmt: skip
+
+
 def config_fields(config_cls: type) -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(config_cls))
 

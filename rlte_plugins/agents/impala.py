@@ -26,7 +26,7 @@ from torchrl.modules.distributions.utils import has_analytic_entropy, rsample_an
 from torchrl.objectives import LossModule
 from torchrl.objectives.value.functional import vtrace_advantage_estimate
 
-from rlte_plugins.agents.base import option
+from rlte_plugins.agents.base import collection_option, num_workers_option, option
 from rlte_plugins.agents.on_policy import OnPolicyAgent, OnPolicyConfig, next_state_values
 from rlte_plugins.collection import LAGGED_STRATEGIES, STRATEGIES
 from rlte_plugins.collection.asynchronous import VERSION_END_KEY, VERSION_KEY
@@ -234,12 +234,10 @@ class IMPALA(OnPolicyAgent):
         clip_rewards: bool = option(False, "clip rewards to [-1, 1] before V-trace (the paper's Atari setting)")
         policy_lag: int = option(0, "act with the learner's weights of this many updates before (synchronous, "
                                  "deterministic; not with collection='async' or 'ray')", low=0)  # fmt: skip
-        num_workers: int = option(1, "worker processes of collection='async', Ray workers of collection='ray' (must "
-                                  "divide the envs)", low=1)  # fmt: skip
-        collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl, direct, async (worker "
-                                 "processes: TorchRL's MultiAsyncCollector) or ray (Ray workers: TorchRL's "
-                                 "RayCollector), both asynchronous",
-                                 choices=STRATEGIES + LAGGED_STRATEGIES)  # fmt: skip
+        num_workers: int = num_workers_option("worker processes of collection='async', Ray workers of collection='ray'")
+        collection: str = collection_option(STRATEGIES + LAGGED_STRATEGIES, "torchrl, direct, async (worker processes: "
+                                            "TorchRL's MultiAsyncCollector) or ray (Ray workers: TorchRL's "
+                                            "RayCollector), both asynchronous")  # fmt: skip
 
     loss_metrics: ClassVar[dict[str, str]] = {
         "policy_loss": "losses/policy_loss",

@@ -25,8 +25,15 @@ from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torchrl.data import Categorical, OneHot
 from torchrl.objectives import HardUpdate, SoftUpdate
 
-from rlte_plugins.agents.base import Agent, AgentConfig, option
-from rlte_plugins.collection import STRATEGIES, batch_statistics
+from rlte_plugins.agents.base import (
+    Agent,
+    AgentConfig,
+    collection_option,
+    num_workers_option,
+    option,
+    ray_address_option,
+)
+from rlte_plugins.collection import batch_statistics
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 from rlte_plugins.optim.engine import AMP_MODES, UpdateEngine
 from rlte_plugins.optim.schedules import Schedule
@@ -57,13 +64,9 @@ class OffPolicyConfig(AgentConfig):
                                    low=0.0)  # fmt: skip
     pretraining: bool = option(False, "learn from the intrinsic reward alone (set(reward=...)): reward-free "
                                "pre-training")  # fmt: skip
-    collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl, direct or ray (Ray workers "
-                             "acting with the learner's weights, pushed before every batch)",
-                             choices=STRATEGIES)  # fmt: skip
-    num_workers: int = option(1, "Ray workers of collection='ray' (must divide the envs)", low=1)
-    ray_address: str | None = option(None, "Ray cluster of collection='ray': null (RAY_ADDRESS, else a new local "
-                                     "Ray), 'auto' (the cluster this machine joined with ray start) or an address "
-                                     "ray.init takes (ray://head:10001)", types=(str, type(None)))  # fmt: skip
+    collection: str = collection_option()
+    num_workers: int = num_workers_option()
+    ray_address: str | None = ray_address_option()
     ray_replay: bool = option(False, "keep the transitions of a 'replay' storage (in memory) in a Ray actor, on the "
                               "cluster of ray_address (TorchRL's ReplayBuffer(service_backend='ray'))")  # fmt: skip
     amp: str | None = option(None, "mixed precision of the update: null, bf16 or fp16 (CUDA)", types=(str, type(None)),

@@ -24,8 +24,15 @@ from tensordict.nn import TensorDictSequential
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from rlte_plugins.agents.base import Agent, AgentConfig, option
-from rlte_plugins.collection import STRATEGIES, batch_statistics
+from rlte_plugins.agents.base import (
+    Agent,
+    AgentConfig,
+    collection_option,
+    num_workers_option,
+    option,
+    ray_address_option,
+)
+from rlte_plugins.collection import batch_statistics
 from rlte_plugins.collection.direct import run_chunked
 from rlte_plugins.errors import ComponentArgumentError, SpecMismatchError
 from rlte_plugins.optim.engine import AMP_MODES, UpdateEngine
@@ -85,13 +92,9 @@ class OnPolicyConfig(AgentConfig):
     extrinsic_coef: float = option(1.0, "weight of the extrinsic advantage (intrinsic_critic; RND: 2)", low=0.0)
     recurrent: dict | None = option(None, "LSTM/GRU policy: {cell: lstm|gru, hidden_size, sequence_length, burn_in}",
                                     types=(dict, type(None)))  # fmt: skip
-    collection: str = option("auto", "auto (direct for rlte envs, else torchrl), torchrl, direct or ray (Ray workers "
-                             "acting with the learner's weights, pushed before every batch)",
-                             choices=STRATEGIES)  # fmt: skip
-    num_workers: int = option(1, "Ray workers of collection='ray' (must divide the envs)", low=1)
-    ray_address: str | None = option(None, "Ray cluster of collection='ray': null (RAY_ADDRESS, else a new local "
-                                     "Ray), 'auto' (the cluster this machine joined with ray start) or an address "
-                                     "ray.init takes (ray://head:10001)", types=(str, type(None)))  # fmt: skip
+    collection: str = collection_option()
+    num_workers: int = num_workers_option()
+    ray_address: str | None = ray_address_option()
     amp: str | None = option(None, "mixed precision of the update: null, bf16 or fp16 (CUDA)", types=(str, type(None)),
                              choices=AMP_MODES)  # fmt: skip
     compile: bool | str = option(False, "torch.compile the acting module and the loss: true or a mode name (a "
