@@ -192,9 +192,9 @@ class IMPALA(OnPolicyAgent):
     unroll; V-trace stays exact, each step storing the log-probability of the weights that acted, and
     ``charts/policy_version_ambiguous`` is the share of frames whose weights changed while their action was chosen);
     ``collection="ray"`` does the same with ``num_workers`` Ray actors (TorchRL's ``RayCollector``), each frame stamped
-    alike.
-    ``charts/policy_lag`` is the mean number of learner updates
-    between the weights that acted and the update that learns from them.
+    alike; they take new weights between unrolls, as the paper's actors do (no frame is ambiguous).
+    ``charts/policy_lag`` is the mean number of learner updates between the weights that acted and the update that
+    learns from them.
 
     Components as :class:`~rlte_plugins.agents.ppo.PPO` (feed-forward policies).
 

@@ -43,10 +43,6 @@ def resolve_strategy(choice: str, env: EnvBase, owner: str, accepted: tuple[str,
         raise ComponentArgumentError(f"{owner}: collection must be one of {', '.join(accepted)}, got {choice!r}")
     if choice == "auto":
         return "direct" if is_rlte_env(env) else "torchrl"
-    if choice == "ray":
-        from rlte_plugins.collection.ray import require_ray
-
-        require_ray(owner)
     if choice == "direct" and not is_rlte_env(env):
         raise ComponentArgumentError(
             f"{owner}: collection='direct' steps rlte envs (made by rlte_plugins.make); {type(env).__name__} is not "

@@ -6,9 +6,9 @@ TorchRL's ``update_policy_weights_``), and a worker may be halfway through a bat
 paper's actors, which take new weights between unrolls only: V-trace stays exact, as each step stores the
 log-probability of the weights that acted). So every frame carries the version of the weights that chose its action
 (``"policy_version"``: the learner's update count when they were pushed), stamped by a buffer that travels with the
-weights, just before the action is chosen and again just after (``"policy_version_end"``): TorchRL writes new weights
-into a worker's copy while it acts, so where the two stamps differ, the action came from one of the two versions, or
-from a mix of them (the learner logs the share of such frames; :class:`StampedActor` orders the writes so that stamps
+weights, just before the action is chosen and again just after (``"policy_version_end"``): the workers act on shared
+memory the learner writes new weights into, so where the two stamps differ, the action came from one of the two
+versions, or from a mix of them (the learner logs the share of such frames; :class:`StampedActor` says why stamps
 that agree are exact). The learner measures its policy lag from the first stamp.
 
 A batch is ``[num_envs, num_steps]``: the first ``num_workers`` worker batches to arrive (``num_envs / num_workers``
@@ -58,19 +58,31 @@ class VersionStamp(nn.Module):
         return self.version.expand(observation.shape[: observation.dim() - self.event_dims]).clone()
 
 
+def _move_specs(module: nn.Module, device: torch.device) -> None:
+    """Move the specs ``module`` holds (random seed actions, exploration bounds) to ``device``: ``.to()`` moves
+    parameters and buffers only."""
+    from torchrl.data import TensorSpec
+
+    for part in module.modules():
+        for name in ("action_spec", "spec", "_spec"):
+            spec = part.__dict__.get(name)
+            if isinstance(spec, TensorSpec):
+                part.__dict__[name] = spec.to(device)
+
+
 class StampedActor(TensorDictModuleBase):
     """``acting`` between two version stamps: ``policy_version`` read just before the action is chosen and
     ``policy_version_end`` just after (with ``stamped``; the batch keeps ``keys`` of the acting module's outputs).
 
-    TorchRL writes new weights into a worker's shared copy key by key, in the order of the module's state, while the
-    worker may be acting. The end stamp is registered first and the start stamp last, so the start stamp changes only
-    after the acting weights have all been written and the end stamp before any of them: a frame whose two stamps
-    agree acted with the weights they name.
+    ``async`` workers (TorchRL's ``MultiAsyncCollector``) act on the shared-memory tensors of the learner's copy of
+    this module, which :meth:`WorkerCollection.push` writes while a worker may be acting: the end stamp first, then
+    the weights, then the start stamp, so a frame whose two stamps agree acted with the weights they name. Ray workers
+    take new weights in an actor call between unrolls, so their stamps always agree.
     """
 
     def __init__(self, acting: Any, obs_key: Any, event_dims: int, keys: Sequence[str], stamped: bool = True) -> None:
         super().__init__()
-        self.end = VersionStamp(event_dims)  # registration order is the order weights are written in
+        self.end = VersionStamp(event_dims)
         self.acting = acting
         self.start = VersionStamp(event_dims)
         self.obs_key, self.keys, self.stamped = obs_key, list(keys), stamped
@@ -161,6 +173,8 @@ class WorkerCollection:
         # the workers act with a copy: the learner's optimiser steps its own weights in place, which workers sharing
         # them would see halfway through a rollout, with no version to tell
         self.acting = copy.deepcopy(actor).to(self.worker_device)
+        if self.worker_device != torch.device(device):
+            _move_specs(self.acting, self.worker_device)
         obs_key = next(k for k in actor.in_keys if k != "is_init")
         event_dims = len(env.observation_spec[obs_key].shape) - len(env.batch_size)
         self.policy = StampedActor(self.acting, obs_key, event_dims, keys, stamped).to(self.worker_device)
@@ -182,8 +196,10 @@ class WorkerCollection:
 
     def push(self, actor: nn.Module, version: int) -> None:
         """Send ``actor``'s weights (the learner's, after ``version`` updates) to the workers."""
-        self.acting.load_state_dict(actor.state_dict())  # copied in place: the workers get it through TorchRL
+        # async workers act on these very tensors (TorchRL moves this copy to shared memory; its update only signals
+        # the workers), maybe while this writes them: the end stamp first, the weights, the start stamp last
         self.policy.end.version.fill_(version)
+        self.acting.load_state_dict(actor.state_dict())
         self.policy.start.version.fill_(version)
         if self._collector is not None:
             self._collector.update_policy_weights_(self.policy)

@@ -95,8 +95,9 @@ class RayCollection(WorkerCollection):
         return torch.device("cpu")  # the nodes of a cluster need not have the learner's accelerator
 
     def _start(self) -> Any:
+        require_ray("agent", "collection='ray'")
         import ray
-        from torchrl._comm.ray_runtime import _RayRuntimeLease
+        from torchrl._comm.ray_runtime import _RayRuntimeLease  # private in torchrl 0.14.1: RayCollector's own count
         from torchrl.collectors.distributed import RayCollector
 
         # TorchRL's count of the Ray runtime's users (its collectors, its Ray replay buffers): Ray is shut down when
@@ -136,15 +137,42 @@ class RayCollection(WorkerCollection):
 
 
 class ReplayActor(TensorDictReplayBuffer):
-    """TorchRL's ``TensorDictReplayBuffer`` as a Ray actor, with a one-line ``repr`` (see :class:`RayWorker`)."""
+    """TorchRL's ``TensorDictReplayBuffer`` as a Ray actor, with a one-line ``repr`` (see :class:`RayWorker`) and a
+    checkpoint state cut to the filled rows inside the actor (only they travel through Ray)."""
 
     def __repr__(self) -> str:
         return f"ReplayActor({len(self)})"
 
+    def filled_state_dict(self) -> dict[str, Any]:
+        """``state_dict`` carrying rows ``[0, len)`` of a buffer not yet full (the writer fills slots in order), as
+        the ``replay`` storage's checkpoints do."""
+        state = self.state_dict()
+        storage, stored = self._storage, state["_storage"]
+        if stored.get("initialized"):
+            if len(storage) < storage.max_size:
+                stored["_storage"] = storage._storage[: len(storage)].clone().state_dict()
+            stored["capacity"] = storage.max_size
+        return state
+
+    def load_filled_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`filled_state_dict`'s state (or a state carrying the whole capacity)."""
+        stored = state["_storage"]
+        if stored.get("initialized"):
+            data = TensorDict().load_state_dict(stored["_storage"], strict=False)
+            capacity = stored.get("capacity", data.shape[0])
+            if capacity != self._storage.max_size:
+                raise CheckpointError(f"ray_replay: the checkpoint's buffer holds capacity={capacity}, this one "
+                                      f"{self._storage.max_size}: build it with capacity={capacity}")  # fmt: skip
+            self._storage._init(data[0])  # TorchRL allocates the capacity-sized storage from one transition
+            self._storage._storage[: data.shape[0]].update_(data)
+        # the rows are in place: TorchRL's load restores the fill level, the writer, the sampler and the generator
+        rest = {"_storage": {}, "initialized": stored.get("initialized", False), "_len": stored.get("_len", 0)}
+        self.load_state_dict({**state, "_storage": rest})
+
 
 class RayReplay:
     """The transitions of an off-policy agent's ``replay`` storage kept in a Ray actor (TorchRL's
-    ``TensorDictReplayBuffer(..., service_backend="ray")``, placed by Ray on any node with the memory): the learner
+    ``TensorDictReplayBuffer(..., service_backend="ray")``, placed by Ray on any node): the learner
     adds each collected batch and samples from it through Ray. Same interface as the storage it replaces (``add``,
     ``sample``, ``len``, ``batch_size``, ``state_dict`` / ``load_state_dict``); the same capacity, batch size and
     sampler seed.
@@ -161,22 +189,29 @@ class RayReplay:
     def __init__(self, storage: Any, owner: str, ray_address: str | None = None, device: Any = "cpu") -> None:
         from rlte_plugins.storages.replay import DictReplayStorage, ReplayStorage
 
-        require_ray(owner, "ray_replay")
         if type(storage) not in (ReplayStorage, DictReplayStorage) or storage.memmap:
             name = getattr(storage, "name", type(storage).__name__)
-            raise ComponentArgumentError(f"{owner}: ray_replay keeps the transitions of a 'replay' storage in memory "
-                                         f"(uniform, memmap=False) in a Ray actor, not of {name!r}")  # fmt: skip
+            raise ComponentArgumentError(f"{owner}: ray_replay keeps the transitions of a 'replay' or "
+                                         f"'dict_replay' storage in memory (memmap=False) in a Ray actor, not of "
+                                         f"{name!r}")  # fmt: skip
+        self.owner = owner
         self.capacity, self.batch_size, self.seed = storage.capacity, storage.batch_size, storage.seed
         self.device = torch.device(storage.device or device)
         self.ray_address = ray_address
         self.buffer: Any = None
+        self._pending: dict[str, Any] | None = None  # a loaded state, sent to the actor when it starts
+        self._closed = False
 
     def _require(self) -> Any:
+        if self._closed:
+            raise RuntimeError(f"{self.owner}: the Ray replay buffer ended with close() and its transitions with it: "
+                               "save the agent before closing it")  # fmt: skip
         if self.buffer is None:
             import functools
 
             from torchrl.data import LazyTensorStorage, RandomSampler
 
+            require_ray(self.owner, "ray_replay")
             options = {"ray_init_config": {"address": self.ray_address}, "remote_config": {"num_cpus": 0}}
             self.buffer = ReplayActor(
                 storage=functools.partial(LazyTensorStorage, self.capacity),
@@ -186,6 +221,9 @@ class RayReplay:
                 service_backend="ray",
                 service_backend_options=options,
             )
+            if self._pending is not None:
+                self.buffer.client().load_filled_state_dict(self._pending)
+                self._pending = None
         return self.buffer
 
     def add(self, batch: TensorDictBase) -> None:
@@ -196,39 +234,31 @@ class RayReplay:
         """A batch drawn uniformly (with replacement), on the agent's device."""
         if not len(self):
             raise RuntimeError("the Ray replay buffer is empty: add transitions before sampling")
-        return self.buffer.sample(batch_size or self.batch_size).to(self.device)
+        return self._require().sample(batch_size or self.batch_size).to(self.device)
 
     def __len__(self) -> int:
-        return 0 if self.buffer is None else len(self.buffer)
+        if self.buffer is None:
+            return 0 if self._pending is None else int(self._pending["_storage"].get("_len", 0))
+        return len(self.buffer)
 
     def state_dict(self) -> dict[str, Any]:
-        """The remote buffer's state (transitions, writer, sampler, generator), fetched from its actor; a buffer not
-        yet full carries only its filled rows, as the ``replay`` storage's checkpoints do."""
-        state = self._require().state_dict()
-        stored = state["_storage"]
-        if stored.get("initialized"):
-            if stored["_len"] < self.capacity:
-                data = TensorDict().load_state_dict(stored["_storage"], strict=False)
-                stored["_storage"] = data[: stored["_len"]].clone().state_dict()
-            stored["capacity"] = self.capacity
-        return state
+        """The remote buffer's state (transitions, writer, sampler, generator), cut to the filled rows in its actor;
+        a loaded state not yet sent to an actor as it was loaded (saving starts no Ray)."""
+        if self.buffer is None and self._pending is not None and not self._closed:
+            return self._pending
+        return self._require().client().filled_state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        stored = dict(state["_storage"])
-        if stored.get("initialized"):
-            data = TensorDict().load_state_dict(stored["_storage"], strict=False)
-            capacity = stored.pop("capacity", data.shape[0])
-            if capacity != self.capacity:
-                raise CheckpointError(f"ray_replay: the checkpoint's buffer holds capacity={capacity}, this one "
-                                      f"capacity={self.capacity}: build it with capacity={capacity}")  # fmt: skip
-            if data.shape[0] < self.capacity:  # TorchRL's storage loads capacity-sized arrays
-                full = data.apply(lambda t: t.new_zeros((self.capacity, *t.shape[1:])), batch_size=[self.capacity])
-                full[: data.shape[0]] = data
-                stored["_storage"] = full.state_dict()
-        self._require().load_state_dict({**state, "_storage": stored})
+        """Keep ``state`` for the actor, which gets it when it starts (at the first add or sample): loading a
+        checkpoint to evaluate, export or play starts no Ray."""
+        if self.buffer is not None:
+            self.buffer.client().load_filled_state_dict(state)
+        else:
+            self._pending = state
 
     def close(self) -> None:
         """End the actor (and Ray, where this buffer started it); the transitions are gone."""
         if self.buffer is not None:
             self.buffer.shutdown()
             self.buffer = None
+            self._closed = True

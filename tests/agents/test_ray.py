@@ -123,9 +123,13 @@ def test_ray_replay_keeps_the_transitions_in_a_ray_actor_through_a_checkpoint(tm
         agent.close()
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(actor.__ray_ready__.remote(), timeout=30)
+    with pytest.raises(RuntimeError, match="ended with close"):  # never an empty buffer saved in silence
+        agent.save(tmp_path / "closed.pt")
     loaded = rlte_plugins.load_agent(tmp_path / "dqn.pt")
     try:
-        assert type(loaded.replay).__name__ == "RayReplay" and len(loaded.replay) == 48
+        # loading starts no actor (evaluating, exporting or playing a checkpoint needs no Ray)
+        assert type(loaded.replay).__name__ == "RayReplay" and loaded.replay.buffer is None and len(loaded.replay) == 48
+        assert loaded.replay.sample().shape == (8,)  # the actor starts with the checkpoint's transitions
         torch.testing.assert_close(loaded.replay.buffer[40:48].get("action"), last.reshape(-1).get("action"))
     finally:
         loaded.close()
@@ -231,5 +235,7 @@ def test_the_scaling_benchmark_times_in_process_and_ray_rows_of_the_same_recipe(
 def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    # the agent builds and loads without Ray (a checkpoint of a Ray run evaluates, exports and plays anywhere)
+    agent = rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_minibatches=1, collection="ray").build()
     with pytest.raises(ComponentArgumentError, match=re.escape("pip install 'rlte-plugins[ray]'")):
-        rlte_plugins.make("agent", "ppo", env="torch_cartpole", num_minibatches=1, collection="ray").build()
+        agent.collect()
