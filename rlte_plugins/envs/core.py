@@ -375,7 +375,8 @@ class BatchedEnv(ExactOutputs, EnvBase):
         if not images:
             raise SpecMismatchError(
                 f"env {self.family!r} cannot render frames: its observations hold no image and its backend does "
-                f"not draw them ({type(self).__name__})"
+                f"not draw them ({type(self).__name__}); make it with a backend that draws (its backend= argument: "
+                "'dm_control' for DMC, 'gymnasium' for Gymnasium ids and MiniGrid) or with pixels"
             )
         if self._last_obs is None:
             raise RuntimeError(f"env {self.family!r}: render_frames before the first reset")
