@@ -71,6 +71,23 @@ def checkpoint_of(run: str) -> Path:
     return checkpoint
 
 
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``RUN_DIR`` positional of the commands that load a run (:func:`checkpoint_of` reads it)."""
+    parser.add_argument("run", metavar="RUN_DIR", help="a run directory of rlte train, or a checkpoint file (.pt)")
+
+
+def add_acting_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--device`` and ``--stochastic``: where and how a loaded agent acts (``verb``: what it does there)."""
+    parser.add_argument("--device", help=f"device to {verb} on (default: the one the agent was trained on)")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
+
+
+def add_threads_and_json(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (torch's CPU thread count) and ``--json``."""
+    parser.add_argument("--threads", type=positive_int, help="torch's CPU thread count")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type``: a positive int (anything else is a usage error, exit 2)."""
     try:

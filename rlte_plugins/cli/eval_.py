@@ -8,7 +8,17 @@ import argparse
 import statistics
 from typing import Any
 
-from rlte_plugins.cli.common import EXIT_OK, CommandParser, Subparsers, checkpoint_of, positive_int, print_json
+from rlte_plugins.cli.common import (
+    EXIT_OK,
+    CommandParser,
+    Subparsers,
+    add_acting_arguments,
+    add_run_argument,
+    add_threads_and_json,
+    checkpoint_of,
+    positive_int,
+    print_json,
+)
 
 
 class _EvalParser(CommandParser):
@@ -34,12 +44,10 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     p.__class__ = _EvalParser
     p.plot_parser = _plot_parser(p.prog)
-    p.add_argument("run", metavar="RUN_DIR", help="a run directory of rlte train, or a checkpoint file (.pt)")
+    add_run_argument(p)
     p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (default 10)")
-    p.add_argument("--device", help="device to evaluate on (default: the one the agent was trained on)")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
-    p.add_argument("--threads", type=positive_int, help="torch's CPU thread count")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_acting_arguments(p, "evaluate")
+    add_threads_and_json(p)
     p.set_defaults(func=run)
 
 

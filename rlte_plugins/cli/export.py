@@ -7,7 +7,15 @@ import argparse
 import json
 from pathlib import Path
 
-from rlte_plugins.cli.common import EXIT_OK, Subparsers, checkpoint_of, positive_int, print_json
+from rlte_plugins.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    add_run_argument,
+    add_threads_and_json,
+    checkpoint_of,
+    positive_int,
+    print_json,
+)
 from rlte_plugins.errors import ComponentArgumentError
 
 SUFFIXES = {"onnx": ".onnx", "tensorrt": ".engine"}
@@ -25,7 +33,7 @@ def add_parser(subparsers: Subparsers) -> None:
         "is an error. --format tensorrt also builds a TensorRT engine (needs the tensorrt wheel and a CUDA GPU) "
         "and compares it with onnxruntime.",
     )
-    p.add_argument("run", metavar="RUN_DIR", help="a run directory of rlte train, or a checkpoint file (.pt)")
+    add_run_argument(p)
     p.add_argument("--format", choices=sorted(SUFFIXES), default="onnx", help="onnx (default) or tensorrt")
     p.add_argument("--output", help="file to write (default: RUN_DIR/policy.onnx or policy.engine, or the "
                    "checkpoint's name with that suffix)")  # fmt: skip
@@ -35,8 +43,7 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument("--fp16", action="store_true", help="tensorrt: allow half-precision kernels")
     p.add_argument("--batch", type=positive_int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=[1, 64, 1024],
                    help="tensorrt: batch sizes the engine accepts and is tuned for (default 1 64 1024)")  # fmt: skip
-    p.add_argument("--threads", type=positive_int, help="torch's CPU thread count")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_threads_and_json(p)
     p.set_defaults(func=run)
 
 

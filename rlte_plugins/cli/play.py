@@ -7,7 +7,16 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from rlte_plugins.cli.common import EXIT_OK, Subparsers, checkpoint_of, positive_int, print_json
+from rlte_plugins.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    add_acting_arguments,
+    add_run_argument,
+    add_threads_and_json,
+    checkpoint_of,
+    positive_int,
+    print_json,
+)
 
 #: the video's name in a run directory, or beside a checkpoint file (its name with this extension)
 DEFAULT_VIDEO = "play.gif"
@@ -23,7 +32,7 @@ def add_parser(subparsers: Subparsers) -> None:
         "that render: the torch-native tasks, gymnasium ids with an rgb_array render mode (classic control needs "
         "pygame), DeepMind Control on dm_control, Atari, Procgen, MiniGrid on the minigrid package.",
     )
-    p.add_argument("run", metavar="RUN_DIR", help="a run directory of rlte train, or a checkpoint file (.pt)")
+    add_run_argument(p)
     p.add_argument("--episodes", type=positive_int, default=3, help="episodes to play (default 3)")
     p.add_argument("--video", metavar="PATH",
                    help=f"the video, .gif or .mp4 (default RUN_DIR/{DEFAULT_VIDEO}; beside a checkpoint file, its "
@@ -34,10 +43,8 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument("--max-steps", type=positive_int, default=1_000,
                    help="agent steps after which an episode is cut (default 1000)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the env (and of sampled actions; default 0)")
-    p.add_argument("--device", help="device to play on (default: the one the agent was trained on)")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
-    p.add_argument("--threads", type=positive_int, help="torch's CPU thread count")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_acting_arguments(p, "play")
+    add_threads_and_json(p)
     p.set_defaults(func=run)
 
 
