@@ -1,5 +1,6 @@
 """The ``rlte`` command line, one module per command: list, info, plugins, train, eval, play, export, bench,
-doctor, and the commands plugins add through the ``register_commands`` hook (:mod:`rlte_plugins.cli.plugin_commands`).
+hub, doctor, and the commands plugins add through the ``register_commands`` hook
+(:mod:`rlte_plugins.cli.plugin_commands`).
 
 Errors are one line on stderr (``error: ...``); ``--debug`` adds the traceback. Exit statuses are in
 :data:`~rlte_plugins.cli.common.EXIT_STATUS` (``rlte --help`` prints them).
@@ -13,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from rlte_plugins.cli import bench, doctor, eval_, export, info, list_, play, plugins, train
+from rlte_plugins.cli import bench, doctor, eval_, export, hub, info, list_, play, plugins, train
 from rlte_plugins.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -29,7 +30,7 @@ from rlte_plugins.registry import component_failure
 __all__ = ["build_parser", "main"]
 
 #: the built-in commands, in the order ``rlte --help`` lists them; each module has ``add_parser(subparsers)``
-COMMANDS = (list_, info, plugins, train, eval_, play, export, bench, doctor)
+COMMANDS = (list_, info, plugins, train, eval_, play, export, bench, hub, doctor)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
