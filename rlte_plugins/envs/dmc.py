@@ -19,6 +19,7 @@ FAMILY = "dmc"
 
 def split_task(task: str) -> tuple[str, str]:
     """``"walker_walk"`` -> ``("walker", "walk")``; ``"ball_in_cup_catch"`` -> ``("ball_in_cup", "catch")``."""
+    os.environ.setdefault("MUJOCO_GL", "egl")  # before dm_control imports mujoco: headless rendering
     from dm_control import suite
 
     for domain, name in suite.ALL_TASKS:
@@ -28,7 +29,9 @@ def split_task(task: str) -> tuple[str, str]:
 
     known = [f"{d}_{t}" for d, t in suite.ALL_TASKS]
     close = difflib.get_close_matches(task, known, n=3)
-    raise EnvironmentNotFoundError(f"env 'dmc': unknown task {task!r}; did you mean {', '.join(map(repr, close))}?")
+    named = " (tasks are DOMAIN_TASK, e.g. 'walker_walk': dm_control.suite.ALL_TASKS)"
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else named
+    raise EnvironmentNotFoundError(f"env 'dmc': unknown task {task!r}{hint}")
 
 
 def make_dmc(

@@ -1,0 +1,137 @@
+"""What the hub's apps share: one command line, the published config of an env id with ``rlte train``'s
+overrides, and the run through :func:`rlte_plugins.training.runner.run`, the code path of ``rlte train``.
+
+An app is an :class:`App`: its name, a one-line description, the env ids it takes and a function that writes the
+published config of one of them. :func:`main` does the rest, with ``rlte train``'s flags, ``--set``, exit statuses
+and run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlte_plugins.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, positive_int
+from rlte_plugins.cli.train import FLAGS
+from rlte_plugins.errors import ComponentError, RlteError, TrainingInterrupted
+
+
+@dataclass(frozen=True)
+class App:
+    """A one-line training app.
+
+    Attributes:
+        name: the module's name under ``rlte_plugins.hub.apps`` (also the run's name and its folder's prefix).
+        description: one line for ``--help``.
+        env_help: what ``--env-id`` takes, for ``--help``.
+        default_env: the env id trained when ``--env-id`` is not given.
+        total_frames: the published budget, in the agent's frames (``--total-frames`` replaces it).
+        config: ``config(env_id, total_frames)`` -> the ``rlte train`` config mapping; raises an
+            :class:`~rlte_plugins.errors.RlteError` naming the accepted ids for an env id it has no settings for.
+    """
+
+    name: str
+    description: str
+    env_help: str
+    default_env: str
+    total_frames: int
+    config: Callable[[str, int], dict[str, Any]]
+
+
+def parser(app: App) -> argparse.ArgumentParser:
+    """The app's command line: ``--env-id``, ``--print-config`` and ``rlte train``'s flags and ``--set``."""
+    p = argparse.ArgumentParser(
+        prog=f"python -m rlte_plugins.hub.apps.{app.name}",
+        description=app.description,
+        epilog=f"examples:\n  python -m rlte_plugins.hub.apps.{app.name} --env-id {app.default_env}\n"
+        f"  python -m rlte_plugins.hub.apps.{app.name} --env-id {app.default_env} --print-config\n\n"
+        "Options of the agent and components: rlte train --help; resume a run: rlte train --resume RUN_DIR.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--env-id", default=app.default_env, help=f"{app.env_help} (default: {app.default_env})")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. agent.lr=3e-4 or env.num_envs=16 (repeatable)",
+    )
+    p.add_argument("--device", help="training device (overrides train.device)")
+    p.add_argument("--seed", type=int, help="seed (overrides train.seed)")
+    p.add_argument(
+        "--total-frames", type=positive_int, help=f"frames to train for (default: {app.total_frames:,}, published)"
+    )
+    p.add_argument("--threads", type=positive_int, help="torch's CPU thread count (overrides train.threads)")
+    p.add_argument("--logger", help="csv, tensorboard, wandb, mlflow or none (overrides train.logger)")
+    p.add_argument("--output", help=f"run directory (default: runs/{app.name}-ENV_ID-TIMESTAMP)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--debug", action="store_true", help="print the full traceback of errors")
+    return p
+
+
+def resolve(app: App, args: argparse.Namespace) -> dict[str, Any]:
+    """The normalised config the command line asks for: the published one, then ``--set``, then the flags (as
+    ``rlte train`` orders them)."""
+    from rlte_plugins.training.config import apply_overrides, normalize_config
+
+    total_frames = args.total_frames if args.total_frames is not None else app.total_frames
+    config = apply_overrides(app.config(args.env_id, total_frames), args.overrides)
+    flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
+    if args.no_progress:
+        flags["progress"] = False
+    if isinstance(config.get("train"), dict):  # anything else is normalize_config's to refuse
+        config["train"].update(flags)
+    return normalize_config(config, f"{app.name} --env-id {args.env_id}")
+
+
+def main(app: App, argv: Sequence[str] | None = None) -> int:
+    """Run ``app`` with the command line ``argv`` (``sys.argv[1:]`` when ``None``); returns ``rlte``'s exit
+    status: 0, 2 (bad input, one ``error:`` line on stderr) or 130 (interrupted; it says how to resume)."""
+    args = parser(app).parse_args(argv)
+    run_dir: Path | None = None
+    try:
+        config = resolve(app, args)
+        if args.print_config:
+            print(yaml.safe_dump(config, sort_keys=False, width=1000), end="")
+            return EXIT_OK
+        from rlte_plugins.training.runner import run
+
+        name = f"{app.name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.env_id)}"  # ALE/Pong-v5: one folder
+        run_dir = Path(config["train"]["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        config["train"]["output"] = str(run_dir)
+        summary = run(config, name=name)
+    except TrainingInterrupted as exc:
+        print(f"{exc}\nresume with: rlte train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        from rlte_plugins.registry import component_failure
+
+        error = exc if isinstance(exc, RlteError) else component_failure(exc)
+        if error is None:
+            raise  # a bug of rlte-plugins itself: the traceback is the report
+        if args.debug:
+            traceback.print_exception(exc)
+        hint = " (rerun with --debug for the traceback)" if isinstance(error, ComponentError) and not args.debug else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return EXIT_USAGE
+    ret = summary["eval_return_mean"]
+    print(f"trained {summary['frames']:,} frames in {summary['wall_time']:.1f} s")
+    if ret is not None:
+        print(f"final mean return over {len(summary['eval_returns'])} evaluation episodes: {ret:.2f}")
+    print(f"run directory: {summary['output']} (checkpoint.pt, config.yaml, learning_curve.png, summary.json)")
+    return EXIT_OK
