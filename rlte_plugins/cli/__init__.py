@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 
 from rlte_plugins.cli import bench, doctor, eval_, export, hub, info, list_, play, plugins, train
@@ -20,12 +19,11 @@ from rlte_plugins.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUS,
-    EXIT_USAGE,
     CommandParser,
+    report_failure,
 )
 from rlte_plugins.cli.plugin_commands import add_plugin_commands
-from rlte_plugins.errors import ComponentError, RlteError, TrainingInterrupted
-from rlte_plugins.registry import component_failure
+from rlte_plugins.errors import TrainingInterrupted
 
 __all__ = ["build_parser", "main"]
 
@@ -55,14 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        error = exc if isinstance(exc, RlteError) else component_failure(exc)
-        if error is None:
-            raise  # a bug of rlte-plugins itself: the traceback is the report
-        if args.debug:
-            traceback.print_exception(exc)
-        hint = " (rerun with --debug for the traceback)" if isinstance(error, ComponentError) and not args.debug else ""
-        print(f"error: {error}{hint}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_failure(exc, args.debug)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import argparse
 import json
 import shutil
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,22 @@ class CommandParser(argparse.ArgumentParser):
         if self._epilog_factory is not None:
             self.epilog = self._epilog_factory()
         return super().format_help()
+
+
+def report_failure(exc: Exception, debug: bool) -> int:
+    """:data:`EXIT_USAGE` after one ``error:`` line on stderr for bad input (an ``RlteError``, or a component's own
+    failure, with ``--debug``'s traceback); anything else is a bug of rlte-plugins, raised again with its traceback."""
+    from rlte_plugins.errors import ComponentError, RlteError
+    from rlte_plugins.registry import component_failure
+
+    error = exc if isinstance(exc, RlteError) else component_failure(exc)
+    if error is None:
+        raise exc  # a bug of rlte-plugins itself: the traceback is the report
+    if debug:
+        traceback.print_exception(exc)
+    hint = " (rerun with --debug for the traceback)" if isinstance(error, ComponentError) and not debug else ""
+    print(f"error: {error}{hint}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def checkpoint_of(run: str) -> Path:

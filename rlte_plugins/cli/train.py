@@ -34,6 +34,25 @@ KEPT_ON_RESUME = ("seed", "output")
 NOT_AGENT_OPTIONS = ("env", "device", "seed")
 
 
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    total_frames: str = "frames to train for (overrides train.total_frames)",
+    output: str = "run directory (overrides train.output)",
+    frames_type: Callable[[str], int] = int,
+) -> None:
+    """``--set KEY=VALUE`` and the flags that override train keys (:data:`FLAGS`), and ``--no-progress``: what
+    ``rlte train`` and the hub's apps take."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. agent.lr=3e-4 (repeatable)")  # fmt: skip
+    parser.add_argument("--device", help="training device (overrides train.device)")
+    parser.add_argument("--seed", type=int, help="seed (overrides train.seed)")
+    parser.add_argument("--total-frames", type=frames_type, help=total_frames)
+    parser.add_argument("--threads", type=positive_int, help="torch's CPU thread count (overrides train.threads)")
+    parser.add_argument("--logger", help="csv, tensorboard, wandb, mlflow or none (overrides train.logger)")
+    parser.add_argument("--output", help=output)
+    parser.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
 def add_parser(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -51,21 +70,7 @@ def add_parser(subparsers: Subparsers) -> None:
         help="continue the run in RUN_DIR from its last checkpoint, with its config.yaml (flags and --set "
         "train.KEY=VALUE may change train keys, e.g. --total-frames)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. agent.lr=3e-4 (repeatable)",
-    )
-    p.add_argument("--device", help="training device (overrides train.device)")
-    p.add_argument("--seed", type=int, help="seed (overrides train.seed)")
-    p.add_argument("--total-frames", type=int, help="frames to train for (overrides train.total_frames)")
-    p.add_argument("--threads", type=positive_int, help="torch's CPU thread count (overrides train.threads)")
-    p.add_argument("--logger", help="csv, tensorboard, wandb, mlflow or none (overrides train.logger)")
-    p.add_argument("--output", help="run directory (overrides train.output)")
-    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    add_config_arguments(p)
     p.add_argument("--list-recipes", action="store_true", help="list packaged recipes and exit")
     p.set_defaults(func=run)
 

@@ -27,12 +27,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from torchrl.data import TensorSpec
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from rlte_plugins.errors import RlteError
+from rlte_plugins.files import atomic_write, sha256_of
 
 #: the metadata key of the JSON object :func:`policy_metadata` writes
 METADATA_KEY = "rlte"
@@ -214,14 +213,6 @@ def _frame_stack(env: Any) -> int | None:
     return total // channels
 
 
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def versions() -> dict[str, str]:
     """Versions of the packages that make and check an exported model."""
     import importlib.metadata as md
@@ -292,21 +283,6 @@ def sample_inputs(signature: PolicySignature, batch: int, generator: torch.Gener
         return [spec.rand((batch,)).cpu() for spec in signature.inputs.values()]
 
 
-def _save_atomically(write: Any, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # what open() would have given (mkstemp's file is private)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 @contextlib.contextmanager
 def _quiet_exporter() -> Any:
     """The exporter without its warnings about torchvision operators and deprecated tracing paths (none of which
@@ -366,7 +342,8 @@ def export_graph(
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(dict(metadata))})
     model.producer_name, model.doc_string = "rlte-plugins", f"deterministic policy of agent {metadata.get('agent')!r}"
     path = Path(output)
-    _save_atomically(lambda tmp: onnx.save(model, tmp), path)
+    with atomic_write(path, binary=True) as handle:
+        handle.write(model.SerializeToString())
     return path
 
 

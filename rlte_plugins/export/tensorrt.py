@@ -31,12 +31,12 @@ from rlte_plugins.export.onnx import (
     ExportResult,
     ParityReport,
     ParityRow,
-    _save_atomically,
     compare,
     export_onnx,
     parity_inputs,
     require,
 )
+from rlte_plugins.files import atomic_write
 
 TENSORRT_INSTALL = (
     "TensorRT export needs NVIDIA TensorRT 10's Python wheel and a CUDA GPU: `pip install 'tensorrt>=10,<11'` (the "
@@ -169,7 +169,8 @@ def build_engine(
     if serialized is None:
         raise ExportError(f"TensorRT could not build an engine from {os.fspath(onnx_path)!r} (its log above says why)")
     path = Path(output)
-    _save_atomically(lambda tmp: Path(tmp).write_bytes(bytes(serialized)), path)
+    with atomic_write(path, binary=True) as handle:
+        handle.write(bytes(serialized))
     return path
 
 

@@ -18,7 +18,6 @@ metadata. Two implement :class:`ArtifactStore`:
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlte_plugins.errors import ConfigError
-from rlte_plugins.files import atomic_write
+from rlte_plugins.files import atomic_write, sha256_of
 
 HUB_DIR_ENV = "RLTE_HUB_DIR"
 ARTIFACTS_ENV = "RLTE_HUB_ARTIFACTS"
@@ -52,15 +51,6 @@ def check_name(name: object, what: str = "name") -> str:
         raise ConfigError(f"{what} {name!r} is not valid: use letters, digits, '.', '_' and '-' (no '/', no leading "
                           "dot), e.g. ppo-cartpole")  # fmt: skip
     return name
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def now() -> str:

@@ -13,7 +13,6 @@ import re
 import shlex
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from rlte_plugins.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, positive_int
-from rlte_plugins.cli.train import FLAGS
-from rlte_plugins.errors import ComponentError, RlteError, TrainingInterrupted
+from rlte_plugins.cli.common import EXIT_INTERRUPTED, EXIT_OK, positive_int, report_failure
+from rlte_plugins.cli.train import FLAGS, add_config_arguments
+from rlte_plugins.errors import TrainingInterrupted
 
 
 @dataclass(frozen=True)
@@ -59,23 +58,8 @@ def parser(app: App) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--env-id", default=app.default_env, help=f"{app.env_help} (default: {app.default_env})")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. agent.lr=3e-4 or env.num_envs=16 (repeatable)",
-    )
-    p.add_argument("--device", help="training device (overrides train.device)")
-    p.add_argument("--seed", type=int, help="seed (overrides train.seed)")
-    p.add_argument(
-        "--total-frames", type=positive_int, help=f"frames to train for (default: {app.total_frames:,}, published)"
-    )
-    p.add_argument("--threads", type=positive_int, help="torch's CPU thread count (overrides train.threads)")
-    p.add_argument("--logger", help="csv, tensorboard, wandb, mlflow or none (overrides train.logger)")
-    p.add_argument("--output", help=f"run directory (default: runs/{app.name}-ENV_ID-TIMESTAMP)")
-    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    add_config_arguments(p, f"frames to train for (default: {app.total_frames:,}, published)",
+                         f"run directory (default: runs/{app.name}-ENV_ID-TIMESTAMP)", positive_int)  # fmt: skip
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--debug", action="store_true", help="print the full traceback of errors")
     return p
@@ -119,16 +103,7 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        from rlte_plugins.registry import component_failure
-
-        error = exc if isinstance(exc, RlteError) else component_failure(exc)
-        if error is None:
-            raise  # a bug of rlte-plugins itself: the traceback is the report
-        if args.debug:
-            traceback.print_exception(exc)
-        hint = " (rerun with --debug for the traceback)" if isinstance(error, ComponentError) and not args.debug else ""
-        print(f"error: {error}{hint}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_failure(exc, args.debug)
     ret = summary["eval_return_mean"]
     print(f"trained {summary['frames']:,} frames in {summary['wall_time']:.1f} s")
     if ret is not None:
