@@ -11,6 +11,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+#: a run directory's checkpoint (``rlte train`` writes it; eval, play, export, the hub and resume read it)
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def checkpoint_of(run: str | os.PathLike[str]) -> Path:
+    """The checkpoint file of ``run``: a run directory of ``rlte train`` (its ``checkpoint.pt``) or a checkpoint
+    file; a directory without one is refused with a clear error (a missing file is refused where it is read)."""
+    from rlte_plugins.errors import CheckpointError
+
+    path = Path(run).expanduser()
+    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
+    if path.is_dir() and not checkpoint.is_file():
+        raise CheckpointError(f"{str(path)!r} has no {CHECKPOINT_FILE}: not a run directory of rlte train, or one "
+                              "that has not saved yet")  # fmt: skip
+    return checkpoint
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], binary: bool = False) -> Iterator[IO[Any]]:

@@ -246,7 +246,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     import rlte_plugins
     from rlte_plugins.bench.export import benchmark
-    from rlte_plugins.cli.common import checkpoint_of
+    from rlte_plugins.files import checkpoint_of
     from rlte_plugins.training.runner import quiet_torchrl
 
     if args.threads:

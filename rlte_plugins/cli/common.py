@@ -8,7 +8,6 @@ import shutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -74,22 +73,9 @@ def report_failure(exc: Exception, debug: bool) -> int:
     return EXIT_USAGE
 
 
-def checkpoint_of(run: str) -> Path:
-    """The checkpoint file of ``run``: a run directory of ``rlte train`` (its ``checkpoint.pt``) or a checkpoint
-    file; a directory without one is refused with a clear error."""
-    from rlte_plugins.errors import CheckpointError
-    from rlte_plugins.training.runner import CHECKPOINT_FILE
-
-    path = Path(run)
-    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
-    if path.is_dir() and not checkpoint.is_file():
-        raise CheckpointError(f"{str(path)!r} has no {CHECKPOINT_FILE}: not a run directory of rlte train, or one "
-                              "that has not saved yet")  # fmt: skip
-    return checkpoint
-
-
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``RUN_DIR`` positional of the commands that load a run (:func:`checkpoint_of` reads it)."""
+    """The ``RUN_DIR`` positional of the commands that load a run (read by
+    :func:`~rlte_plugins.files.checkpoint_of`)."""
     parser.add_argument("run", metavar="RUN_DIR", help="a run directory of rlte train, or a checkpoint file (.pt)")
 
 

@@ -15,10 +15,10 @@ from rlte_plugins.cli.common import (
     add_acting_arguments,
     add_run_argument,
     add_threads_and_json,
-    checkpoint_of,
     positive_int,
     print_json,
 )
+from rlte_plugins.files import checkpoint_of
 
 
 class _EvalParser(CommandParser):

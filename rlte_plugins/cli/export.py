@@ -12,11 +12,11 @@ from rlte_plugins.cli.common import (
     Subparsers,
     add_run_argument,
     add_threads_and_json,
-    checkpoint_of,
     positive_int,
     print_json,
 )
 from rlte_plugins.errors import ComponentArgumentError
+from rlte_plugins.files import checkpoint_of
 
 SUFFIXES = {"onnx": ".onnx", "tensorrt": ".engine"}
 

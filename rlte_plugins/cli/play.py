@@ -13,10 +13,10 @@ from rlte_plugins.cli.common import (
     add_acting_arguments,
     add_run_argument,
     add_threads_and_json,
-    checkpoint_of,
     positive_int,
     print_json,
 )
+from rlte_plugins.files import checkpoint_of
 
 #: the video's name in a run directory, or beside a checkpoint file (its name with this extension)
 DEFAULT_VIDEO = "play.gif"

@@ -46,10 +46,10 @@ import numpy as np
 
 from rlte_plugins.errors import ConfigError
 from rlte_plugins.evaluation.results import EVAL_RETURN, Results
+from rlte_plugins.files import CHECKPOINT_FILE
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 CURVE_FILE = "learning_curve.png"
 TABLE_COLUMNS = ("algorithm", "task", "seed", "status", "frames", "final_score", "wall_time", "config_hash")
 

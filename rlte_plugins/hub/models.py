@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from rlte_plugins.errors import CheckpointError, ConfigError
-from rlte_plugins.files import atomic_write
+from rlte_plugins.files import CHECKPOINT_FILE, atomic_write, checkpoint_of
 from rlte_plugins.hub.store import ArtifactStore, artifact_store, check_name, hub_dir, install_folder, now, sha256_of
 
-CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.json"
 SUMMARY_FILE = "summary.json"
 MODEL = "model"
@@ -52,7 +51,7 @@ def register(
     with its ``model.json`` (returned); an existing ``name`` is replaced only with ``overwrite=True``.
     ``metadata`` is kept in ``model.json`` (plain JSON values)."""
     check_name(name, "model name")
-    checkpoint = _checkpoint_of(run_dir_or_checkpoint)
+    checkpoint = checkpoint_of(run_dir_or_checkpoint)
     target = models_dir() / name
     if target.exists() and not overwrite:
         raise ConfigError(f"model {name!r} is already registered: pass overwrite=True (--overwrite) to replace it, "
@@ -144,7 +143,7 @@ def push(source: str | os.PathLike[str], name: str | None = None, store: Artifac
             with atomic_write(staged / MODEL_FILE) as f:
                 json.dump(record, f, indent=2, default=str)
         else:
-            checkpoint = _checkpoint_of(text)
+            checkpoint = checkpoint_of(text)
             default = checkpoint.parent.name if checkpoint.name == CHECKPOINT_FILE else checkpoint.stem
             record = _stage(check_name(name or default, "artifact name"), checkpoint, staged, {})
         where = store.upload(record["name"], MODEL, staged, record)
@@ -182,15 +181,6 @@ def pull(
         shutil.rmtree(staged, ignore_errors=True)
         raise
     return record
-
-
-def _checkpoint_of(run: str | os.PathLike[str]) -> Path:
-    path = Path(run).expanduser()
-    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
-    if not checkpoint.is_file():
-        raise CheckpointError(f"no checkpoint at {str(checkpoint)!r}: give a run directory of rlte train (with its "
-                              f"{CHECKPOINT_FILE}) or a checkpoint file")  # fmt: skip
-    return checkpoint
 
 
 def _stage(name: str, checkpoint: Path, folder: Path, metadata: dict[str, Any]) -> dict[str, Any]:
