@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import re
+import time
 
 import pytest
 import torch
@@ -30,12 +31,21 @@ def ray_session():
         ray.shutdown()
 
 
+def assert_ended(actor, within: float = 30.0) -> None:
+    """``actor`` ends within ``within`` seconds: ``ray.kill`` ends an actor asynchronously, so a call made right
+    after it may still be answered."""
+    deadline = time.monotonic() + within
+    with pytest.raises(ray.exceptions.RayActorError):
+        while time.monotonic() < deadline:
+            ray.get(actor.__ray_ready__.remote(), timeout=within)
+            time.sleep(0.2)
+
+
 def assert_released(collector, threads: int) -> None:
     """The collector's worker actors and its weight-sync actor are gone, their CPUs free, and Ray (started by the
     test, not the collection) still runs."""
     for worker in collector.remote_collectors:
-        with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(worker.__ray_ready__.remote(), timeout=30)
+        assert_ended(worker)
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
     assert not [n for n in names if n.startswith("torchrl_weight_sync")]
     assert ray.is_initialized() and torch.get_num_threads() == threads
@@ -121,8 +131,7 @@ def test_ray_replay_keeps_the_transitions_in_a_ray_actor_through_a_checkpoint(tm
         actor = replay.buffer._rb
     finally:
         agent.close()
-    with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(actor.__ray_ready__.remote(), timeout=30)
+    assert_ended(actor)
     with pytest.raises(RuntimeError, match="ended with close"):  # never an empty buffer saved in silence
         agent.save(tmp_path / "closed.pt")
     loaded = rlte_plugins.load_agent(tmp_path / "dqn.pt")
