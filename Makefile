@@ -12,7 +12,7 @@ APT_PACKAGES = libqt5gui5 libegl1 libgl1 libgl1-mesa-dri
 
 
 .PHONY: test-robosuite
-.PHONY: run test bench bench-envs doctor lint clean venv system-deps
+.PHONY: run test bench bench-envs doctor lint clean venv system-deps docs docs-serve
 
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -53,6 +53,14 @@ bench: $(STAMP)
 bench-envs: system-deps $(STAMP)
 	$(VENV)/bin/rlte bench envs
 
+# The documentation site (site/): strict, so a broken link or a docstring MkDocs cannot read fails the build.
+# Component pages come from the registry of this virtualenv: plugins installed in it get their pages.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 doctor: $(STAMP)
 	$(VENV)/bin/rlte doctor
 
@@ -60,4 +68,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check rlte_plugins recipes tests plugins
 
 clean:
-	rm -rf $(VENV) $(RS_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(RS_VENV) runs build site *.egg-info
