@@ -114,7 +114,7 @@ class ComponentSpec:
         }
         if full:
             sig = self.signature()
-            out["signature"] = f"{self.name}{sig.replace(return_annotation=inspect.Signature.empty)}"
+            out["signature"] = f"{self.name}{_written_signature(sig)}"
             helps = getattr(self.load(), "option_help", None)
             helps = helps() if callable(helps) else {}
             out["parameters"] = [
@@ -711,6 +711,22 @@ def _import_target(target: str, spec: ComponentSpec | None = None) -> Any:
         who = f"{spec.kind} {spec.name!r} from {spec.provider}" if spec else repr(target)
         raise UnknownComponentError(f"{who} points at {target!r}, which does not exist: {exc}") from exc
     return obj
+
+
+class _Written(str):
+    """An annotation shown as written (``int``), not as the quoted string that postponed annotations leave."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _written_signature(signature: inspect.Signature) -> inspect.Signature:
+    """``signature`` without its return annotation and with string annotations unquoted."""
+    parameters = [
+        p.replace(annotation=_Written(p.annotation)) if isinstance(p.annotation, str) else p
+        for p in signature.parameters.values()
+    ]
+    return signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
 
 
 def _annotation(annotation: Any) -> str:

@@ -37,7 +37,7 @@ def test_cli_lists_the_installed_example_plugin(example_site):
     assert plugins["rlte_example"]["status"] == "loaded"
     assert plugins["rlte_example"]["hooks"] == ["register_commands", "register_encoders", "register_rewards"]
     info = json.loads(rlte("info", "encoder", "residual_mlp", "--json").stdout)
-    assert info["provider"] == "rlte-example" and "width: 'int' = 64" in info["signature"]
+    assert info["provider"] == "rlte-example" and "width: int = 64" in info["signature"]
 
 
 def test_ppo_accepts_the_plugin_encoder_and_reward_by_name(example_site):

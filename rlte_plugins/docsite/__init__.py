@@ -9,20 +9,16 @@ Examples:
     >>> from rlte_plugins.docsite import component_path, docstring_markdown
     >>> component_path("agent", "ppo")
     'components/agent/ppo.md'
-    >>> print(docstring_markdown("Uses :func:`~rlte_plugins.make`.\\n\\nExamples:\\n    >>> 1 + 1\\n    2"))
+    >>> print(docstring_markdown("Uses :func:`~rlte_plugins.make`.\\n\\nArgs:\\n    n (int): how many."))
     Uses `make`.
     <BLANKLINE>
-    **Examples**
+    **Args**
     <BLANKLINE>
-    ```pycon
-    >>> 1 + 1
-    2
-    ```
+    - `n` (int): how many.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 import textwrap
 from dataclasses import dataclass
@@ -218,7 +214,7 @@ def component_markdown(spec: ComponentSpec, made_as: str | None = None) -> str:
         reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         body = ['!!! failure "Not importable here"', "", f"    `{spec.target}` could not be imported: {reason}"]
         return "\n".join(head + body) + "\n"
-    body = ["## Signature", "", "```python", _wrapped_signature(_signature_text(spec)), "```", ""]
+    body = ["## Signature", "", "```python", _wrapped_signature(info["signature"]), "```", ""]
     params = info["parameters"]
     if params:
         helped = any(p.get("help") for p in params)
@@ -240,22 +236,6 @@ def component_markdown(spec: ComponentSpec, made_as: str | None = None) -> str:
     if rest.strip():
         body += ["## Description", "", docstring_markdown(rest), ""]
     return "\n".join(head + body) + "\n"
-
-
-class _Written(str):
-    """An annotation shown as written (``int``), not as the quoted string postponed annotations leave."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def _signature_text(spec: ComponentSpec) -> str:
-    signature = spec.signature().replace(return_annotation=inspect.Signature.empty)
-    parameters = [
-        p.replace(annotation=_Written(p.annotation)) if isinstance(p.annotation, str) else p
-        for p in signature.parameters.values()
-    ]
-    return f"{spec.name}{signature.replace(parameters=parameters)}"
 
 
 def _star(parameter: dict[str, Any]) -> str:

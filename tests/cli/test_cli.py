@@ -30,7 +30,7 @@ def test_list_table_json_kind_and_pattern(capsys):
 def test_info_shows_signature_docstring_and_provider(capsys):
     assert main(["info", "agent", "ppo"]) == 0
     out = capsys.readouterr().out
-    assert "ppo(env, device='cpu', seed=0, *, num_envs: 'int' = 4, num_steps: 'int' = 128" in out
+    assert "ppo(env, device='cpu', seed=0, *, num_envs: int = 4, num_steps: int = 128" in out
     helped = r"^  clip_epsilon +PPO ratio clip \(start of the schedule when anneal_clip\) \(default 0\.2\)$"
     assert re.search(helped, out, re.M)  # each argument's help, from PPO.Config
     assert "provider: rlte-plugins" in out and "Proximal Policy Optimization" in out
