@@ -154,17 +154,16 @@ def test_every_registered_component_has_a_page(built_site):
     providers = {c["provider"] for c in listed}
     assert {"rlte-plugins", "rlte-example", "rlte-clash"} <= providers
     for c in listed:
-        plain = site / "components" / c["kind"] / c["name"] / "index.html"
-        qualified = site / "components" / c["kind"] / f"{c['plugin']}--{c['name']}" / "index.html"
+        plain = site / "components" / c["kind"] / f"{c['name']}.html"
+        qualified = site / "components" / c["kind"] / f"{c['plugin']}--{c['name']}.html"
         page = plain if plain.is_file() and c["provider"] in plain.read_text() else qualified
         assert page.is_file(), f"no page for {c['kind']} {c['qualified_name']}"
         text = page.read_text()
         assert c["provider"] in text and "Not importable here" not in text or c["provider"] == "rlte-clash"
     # rlte-clash's `mlp` and the two `residual_mlp` encoders each have their own page
     encoders = site / "components" / "encoder"
-    assert (encoders / "rlte_clash--mlp" / "index.html").is_file()
-    assert (encoders / "rlte_example--residual_mlp" / "index.html").is_file()
-    assert (encoders / "rlte_clash--residual_mlp" / "index.html").is_file()
+    for page in ("rlte_clash--mlp", "rlte_example--residual_mlp", "rlte_clash--residual_mlp"):
+        assert (encoders / f"{page}.html").is_file(), page
 
 
 def test_every_internal_link_and_anchor_resolves(built_site):
