@@ -303,7 +303,7 @@ class Registry:
             plugin=info.name,
             provider=info.distribution,
             provider_version=info.version,
-            summary=str(summary).strip().splitlines()[0] if str(summary).strip() else "",
+            summary=" ".join(str(summary).strip().split("\n\n", 1)[0].split()),  # the first paragraph, on one line
             tags=tuple(tags),
             defaults=defaults,
         )

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rlte_plugins.cli import bench, doctor, eval_, export, hub, info, list_, play, plugins, train
+from rlte_plugins.cli import ask, bench, doctor, eval_, export, hub, info, list_, play, plugins, train
 from rlte_plugins.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -28,7 +28,7 @@ from rlte_plugins.errors import TrainingInterrupted
 __all__ = ["build_parser", "main"]
 
 #: the built-in commands, in the order ``rlte --help`` lists them; each module has ``add_parser(subparsers)``
-COMMANDS = (list_, info, plugins, train, eval_, play, export, bench, hub, doctor)
+COMMANDS = (list_, info, plugins, train, eval_, play, export, bench, hub, doctor, ask)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
