@@ -158,5 +158,5 @@ def register_rewards(register: Register) -> None:
     register("ngu", "rlte_plugins.rewards.ngu:NGU", tags=("episodic", "lifelong", "pixels", "vector"))
     register("re3", "rlte_plugins.rewards.re3:RE3", tags=("batch", "pixels", "vector"))
     register("rise", "rlte_plugins.rewards.rise:RISE", tags=("batch", "pixels", "vector"))
-    register("revd", "rlte_plugins.rewards.revd:RevD", tags=("episodic", "pixels", "vector"))
+    register("revd", "rlte_plugins.rewards.revd:RevD", tags=("lifelong", "pixels", "vector"))
     register("mixture", "rlte_plugins.rewards.mixture:Mixture", tags=("episodic", "lifelong", "pixels", "vector"))

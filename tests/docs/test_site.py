@@ -88,7 +88,7 @@ def test_pages_cover_every_component_and_name_third_party_providers():
     for spec in rlte_plugins.list_components():
         assert f"components/{spec.kind}/{spec.name}.md" in pages
     acme = pages["components/encoder/acme_net.md"].markdown
-    assert "| Tags | `vision` |" in acme and "(plugin `acme`)" in acme
+    assert "- **Tags:** `vision`" in acme and "(plugin `acme`)" in acme
     assert "| `width` | `int` | `4` |" in acme and "It is only here to be documented." in acme
     # the built-in keeps the plain name; the plugin's clash is reached by its qualified name
     assert 'make("encoder", "acme:mlp", ...)' in pages["components/encoder/acme--mlp.md"].markdown
