@@ -2,7 +2,7 @@
 
 A plugin module implements any of these with :data:`rlte_plugins.hookimpl` and calls ``register(name,
 factory, **meta)`` once per component. ``factory`` is a callable or a lazy ``"package.module:attr"`` string
-(preferred: listing then imports nothing); ``meta`` takes ``summary`` (defaults to the first line of the
+(preferred: listing then imports nothing); ``meta`` takes ``summary`` (defaults to the first paragraph of the
 factory's docstring), ``tags`` (a sequence of strings) and ``defaults`` (keyword arguments merged under the
 caller's).
 

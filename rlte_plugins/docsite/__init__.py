@@ -221,6 +221,8 @@ def component_markdown(spec: ComponentSpec, made_as: str | None = None) -> str:
         body += [
             "## Arguments",
             "",
+            '<div class="rlte-arguments" markdown>',
+            "",
             "| Argument | Type | Default |" + (" Description |" if helped else ""),
             "|---|---|---|" + ("---|" if helped else ""),
         ]
@@ -230,7 +232,7 @@ def component_markdown(spec: ComponentSpec, made_as: str | None = None) -> str:
             typed = f"`{p['annotation']}`" if p["annotation"] else ""
             row = f"| {name} | {_markdown_cell(typed)} | {_markdown_cell(default)} |"
             body.append(row + (f" {_markdown_cell(p.get('help') or '')} |" if helped else ""))
-        body.append("")
+        body += ["", "</div>", ""]
     docstring = info["docstring"]
     rest = docstring.split("\n\n", 1)[1] if "\n\n" in docstring else ""
     if rest.strip():
