@@ -54,7 +54,8 @@ _SECTION = re.compile(
     r"^(Args|Arguments|Parameters|Keyword Args|Returns|Yields|Raises|Attributes|Examples?|Notes?|"
     r"See Also|Warnings?|References?):\s*$"
 )
-_ITEM = re.compile(r"^(\*{0,2}\w+)(?:\s*\(([^)]*)\))?:\s*(.*)$")
+# "name: text", "name (type): text" and "a, b, c: text" (several arguments described at once)
+_ITEM = re.compile(r"^((?:\*{0,2}\w+)(?:,\s*\*{0,2}\w+)*)(?:\s*\(([^)]*)\))?:\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,10 @@ def _section_body(title: str, block: list[str]) -> list[str]:
         for line in block:
             match = _ITEM.match(line) if not line.startswith(" ") else None
             if match:
-                name, kind, text = match.groups()
+                names, kind, text = match.groups()
                 typed = f" ({kind})" if kind else ""
-                items.append(f"- `{name}`{typed}: {text}".rstrip())
+                written = ", ".join(f"`{name.strip()}`" for name in names.split(","))
+                items.append(f"- {written}{typed}: {text}".rstrip())
             elif line.strip() and items:
                 items[-1] += " " + line.strip()
             elif line.strip():

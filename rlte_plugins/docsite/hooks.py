@@ -30,14 +30,16 @@ _pages: list[Page] = []
 def on_config(config: Any) -> Any:
     _pages[:] = generate_pages()
     docs = Path(config["docs_dir"])
-    guides = [{title: path} for title, path in GUIDES if (docs / path).is_file()]
+    pages = [{title: path} for title, path in GUIDES if (docs / path).is_file()]
+    top = [page for page in pages if list(page.values())[0] in ("index.md", "quickstart.md")]
+    guides = [page for page in pages if page not in top]
     components: list[Any] = ["components/index.md"]
     for kind, title in KIND_TITLES.items():
         pages = [p for p in _pages if p.path.startswith(f"components/{kind}/")]
         if pages:
             index = f"components/{kind}/index.md"
             components.append({title: [index] + [{p.title: p.path} for p in pages if p.path != index]})
-    config["nav"] = [*guides[:2], {"Guides": guides[2:]}, {"Components": components}, {"Python API": "api.md"}]
+    config["nav"] = [*top, {"Guides": guides}, {"Components": components}, {"Python API": "api.md"}]
     return config
 
 

@@ -1,5 +1,5 @@
 """Exploration works: on Deep Sea (bsuite's hard-exploration grid, 12 x 12 here, where a random walk finds the
-treasure once in 2,048 episodes and every step right costs), PPO with a directed bonus visits more cells and
+treasure once in 4,096 episodes (2 ** -12) and every step right costs), PPO with a directed bonus visits more cells and
 reaches the treasure, PPO alone never does, at the same seeded budget. bsuite's published deep_sea results show
 the same split: dithering agents (DQN, A2C) fail beyond size ~10 while bonus-driven ones keep solving it."""
 
