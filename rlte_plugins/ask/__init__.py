@@ -20,7 +20,7 @@ from typing import Any
 from rlte_plugins import registry
 from rlte_plugins.ask.corpus import DOCS_VARIABLE, Corpus, Document, build_corpus
 from rlte_plugins.ask.index import BM25Index, tokenize
-from rlte_plugins.ask.snippet import TASK_ARGUMENTS, Plan, make_plan, render
+from rlte_plugins.ask.snippet import EVALUATION_SEEDS, TASK_ARGUMENTS, Plan, make_plan, render
 from rlte_plugins.errors import ConfigError
 
 __all__ = ["Answer", "Retriever", "ask"]
@@ -75,6 +75,7 @@ class Answer:
             "answer": self.answer,
             "snippet": self.snippet,
             "command": self.plan.command,
+            "plan": self.plan.to_json(),
             "components": self.components,
             "docs": self.docs,
             "recipes": self.recipes,
@@ -94,15 +95,15 @@ def ask(question: str, top: int = 5, offline: bool = False) -> Answer:
     ranked = found.rank(question)
     specs = [doc.meta["spec"] for _, doc in ranked if doc.source == "component"]
     configs = [(score, doc) for score, doc in ranked if "config" in doc.meta]
-    plan = make_plan(question, specs, configs)
+    vocabulary = {term for doc in found.corpus.documents if doc.source == "component" for term in doc.terms}
+    plan = make_plan(question, specs, configs, vocabulary)
     snippet = render(plan)
-    used = plan.component_names()
     components = []
     for score, doc in ranked:
         if doc.source != "component":
             continue
         kind, name = doc.meta["kind"], doc.meta["name"]
-        is_used = used.get(kind) == name
+        is_used = plan.qualified.get(kind) == doc.meta["spec"].qualified_name
         if is_used or (score > 0 and len([c for c in components if not c["used"]]) < top):
             spec = doc.meta["spec"]
             components.append({"kind": kind, "name": name, "qualified_name": spec.qualified_name,
@@ -122,10 +123,11 @@ def ask(question: str, top: int = 5, offline: bool = False) -> Answer:
         if settings is not None:
             try:
                 text = llm.chat(settings, question, context(result, ranked, top))
-                result.llm = {"url": settings["url"], "model": settings["model"], "answer": text}
+                result.llm = {"url": llm.public_url(settings["url"]), "model": settings["model"], "answer": text}
             except llm.LLMUnavailable as exc:
                 result.warnings.append(
-                    f"warning: {llm.URL_VARIABLE} {settings['url']} unreachable ({exc}); answered offline"
+                    f"warning: {llm.URL_VARIABLE} {llm.public_url(settings['url'])} unreachable ({exc}); "
+                    "answered offline"
                 )
     return result
 
@@ -146,7 +148,8 @@ def _summary(plan: Plan) -> str:
     if plan.slots:
         parts.append("with " + ", ".join(f"{kind} {plan.component_names()[kind]!r}" for kind in plan.slots))
     tail = {"export": "; then save it and export its policy to ONNX",
-            "evaluate": "; then evaluate it and aggregate the returns with the IQM"}.get(plan.intent, "")  # fmt: skip
+            "evaluate": f"; trained once per seed ({EVALUATION_SEEDS} runs), each run's mean return aggregated with "
+                        "the IQM and its stratified-bootstrap interval"}.get(plan.intent, "")  # fmt: skip
     text = "Use rlte_plugins.make: " + " ".join(parts) + tail + "."
     if plan.command:
         text += f" Packaged recipe: `{plan.command}`."
