@@ -737,22 +737,30 @@ def _summary_of(factory: Callable[..., Any] | str) -> str:
     if not isinstance(factory, str):
         return (inspect.getdoc(factory) or "").strip()
     module_name, _, attr = factory.partition(":")
-    return _docstrings_in(module_name).get(attr, "")
+    return docstrings_in(module_name).get(attr, "")
 
 
 @cache
-def _docstrings_in(module_name: str) -> dict[str, str]:
-    """Top-level docstrings of a module read from its source, without importing it."""
+def module_tree(module_name: str) -> ast.Module | None:
+    """The syntax tree of a module's source, read without importing it (None when it has no readable source)."""
     try:
         spec = importlib.util.find_spec(module_name)
     except (ImportError, ValueError):
-        return {}
+        return None
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return {}
+        return None
     try:
         with open(spec.origin, encoding="utf-8") as handle:
-            tree = ast.parse(handle.read())
+            return ast.parse(handle.read())
     except (OSError, SyntaxError):
+        return None
+
+
+@cache
+def docstrings_in(module_name: str) -> dict[str, str]:
+    """Top-level docstrings of a module read from its source, without importing it."""
+    tree = module_tree(module_name)
+    if tree is None:
         return {}
     return {
         node.name: ast.get_docstring(node) or ""

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import inspect
 import os
 import re
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import rlte_plugins
 from rlte_plugins.ask.index import tokenize
-from rlte_plugins.registry import ComponentSpec, _docstrings_in, list_components
+from rlte_plugins.registry import ComponentSpec, docstrings_in, list_components, module_tree
 
 PACKAGE_DIR = Path(rlte_plugins.__file__).resolve().parent
 #: the source checkout around the package, when it is one (an installed wheel has no docs/ or recipes/ beside it)
@@ -85,7 +83,7 @@ def static_description(spec: ComponentSpec) -> tuple[str, list[str]]:
             names = []
         return inspect.getdoc(spec.factory) or "", names
     module, _, attr = spec.factory.partition(":")
-    docstring = _docstrings_in(module).get(attr, "")
+    docstring = docstrings_in(module).get(attr, "")
     return docstring, _unique(_static_parameters(module, attr, depth=0))
 
 
@@ -93,23 +91,9 @@ def _unique(names: list[str]) -> list[str]:
     return [n for i, n in enumerate(names) if n not in names[:i] and n not in ("self", "cls")]
 
 
-@cache
-def _module_tree(module: str) -> ast.Module | None:
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    try:
-        return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return None
-
-
 def find_definition(module: str, name: str, depth: int) -> tuple[str, ast.AST] | None:
     """The top-level definition of ``name`` seen from ``module``: defined there, or imported into it."""
-    tree = _module_tree(module)
+    tree = module_tree(module)
     if tree is None or depth > 6:
         return None
     for node in tree.body:
@@ -287,17 +271,12 @@ def markdown_sections(path: Path) -> Iterator[Document]:
 
 
 # -- recipes ----------------------------------------------------------------------------------------------------
-def config_dir() -> Path:
-    """The packaged recipe configs (``rlte train NAME``)."""
-    return PACKAGE_DIR / "configs"
-
-
 def recipe_documents(warnings: list[str]) -> list[Document]:
     """One document per packaged config (``rlte train NAME``) and per paragraph of the checkout's recipes."""
-    from rlte_plugins.training.config import parse_yaml
+    from rlte_plugins.training.config import parse_yaml, recipes_dir
 
     out: list[Document] = []
-    for path in sorted(config_dir().glob("*.yaml")):
+    for path in sorted(recipes_dir().glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
         try:
             config = parse_yaml(text)

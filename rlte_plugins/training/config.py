@@ -59,10 +59,14 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+def recipes_dir() -> Path:
+    """The folder of the recipes packaged with rlte-plugins (``rlte train NAME`` reads ``NAME.yaml`` there)."""
+    return Path(str(resources.files("rlte_plugins"))) / "configs"
+
+
 def recipe_names() -> list[str]:
     """Names of the recipes packaged with rlte-plugins (``rlte train NAME``)."""
-    folder = resources.files("rlte_plugins") / "configs"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
 def load_config(target: str) -> tuple[dict[str, Any], str]:
@@ -76,7 +80,7 @@ def load_config(target: str) -> tuple[dict[str, Any], str]:
         names = recipe_names()
         if target not in names:
             raise ConfigError(f"unknown recipe {target!r} (recipes: {', '.join(names)}; or pass a YAML file)")
-        text = (resources.files("rlte_plugins") / "configs" / f"{target}.yaml").read_text(encoding="utf-8")
+        text = (recipes_dir() / f"{target}.yaml").read_text(encoding="utf-8")
         source = f"recipe {target!r}"
     try:
         config = parse_yaml(text)
