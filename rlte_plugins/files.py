@@ -13,6 +13,8 @@ from typing import IO, Any
 
 #: a run directory's checkpoint (``rlte train`` writes it; eval, play, export, the hub and resume read it)
 CHECKPOINT_FILE = "checkpoint.pt"
+#: the config a run directory holds (``rlte train --resume`` reads it back)
+CONFIG_FILE = "config.yaml"
 
 
 def checkpoint_of(run: str | os.PathLike[str]) -> Path:

@@ -81,21 +81,21 @@ def run(args: argparse.Namespace) -> int:
     if args.list_recipes:
         print("\n".join(recipe_names()))
         return EXIT_OK
-    flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
-    if args.no_progress:
-        flags["progress"] = False
+    flags = config_flags(args)
     target = args.config or args.target
     if args.resume is not None:
-        from rlte_plugins.training.runner import CONFIG_FILE, read_run_config
+        from rlte_plugins.files import CONFIG_FILE
+        from rlte_plugins.training.runner import read_run_config
 
         if target:
             raise ConfigError(f"rlte train takes a recipe or config, or --resume RUN_DIR, not both (got {target!r})")
-        run_dir = Path(args.resume)
-        _check_resumable(run_dir, args.overrides, flags)
-        config = _with_flags(apply_overrides(read_run_config(run_dir), args.overrides), flags)
-        config = normalize_config(config, str(run_dir / CONFIG_FILE))
-        name = _run_name(run_dir)
+        resume: Path | None = Path(args.resume)
+        _check_resumable(resume, args.overrides, flags)
+        config = with_flags(apply_overrides(read_run_config(resume), args.overrides), flags)
+        config = normalize_config(config, str(resume / CONFIG_FILE))
+        name = _run_name(resume)
     else:
+        resume = None
         if not target:
             raise ConfigError(
                 "rlte train needs a recipe name, a YAML config or --resume RUN_DIR (recipes: "
@@ -103,29 +103,43 @@ def run(args: argparse.Namespace) -> int:
                 + ")"
             )
         raw, source = load_config(target)
-        config = normalize_config(_with_flags(apply_overrides(raw, args.overrides), flags), source)
+        config = normalize_config(with_flags(apply_overrides(raw, args.overrides), flags), source)
         name = Path(target).stem if args.config or Path(target).suffix in (".yaml", ".yml") else target
-        # chosen here rather than by the runner, so that an interrupted run can say where to resume from
-        run_dir = Path(config["train"]["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        config["train"]["output"] = str(run_dir)
+    return train_and_report(config, name, resume=resume)
 
+
+def train_and_report(config: dict[str, Any], name: str, resume: Path | None = None) -> int:
+    """Train a normalised ``config`` (or continue the run in ``resume``) and print its summary: ``rlte train``'s
+    code path, which the hub's apps take too. The run directory is chosen here rather than by the runner, so that
+    an interrupted run can say where to resume from."""
     from rlte_plugins.training.runner import run as run_training
 
+    run_dir = resume or Path(config["train"]["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if resume is None:
+        config["train"]["output"] = str(run_dir)
     try:
-        summary = run_training(config, name=name, resume=run_dir if args.resume is not None else None)
+        summary = run_training(config, name=name, resume=resume)
     except TrainingInterrupted as exc:
         print(f"{exc}\nresume with: rlte train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
         return EXIT_INTERRUPTED
     ret = summary["eval_return_mean"]
-    verb = "continued to" if args.resume is not None else "trained"
+    verb = "continued to" if resume is not None else "trained"
     print(f"{verb} {summary['frames']:,} frames in {summary['wall_time']:.1f} s")
     if ret is not None:
         print(f"final mean return over {len(summary['eval_returns'])} evaluation episodes: {ret:.2f}")
-    print(f"run directory: {summary['output']} (checkpoint.pt, learning_curve.png, summary.json)")
+    print(f"run directory: {summary['output']} (checkpoint.pt, config.yaml, learning_curve.png, summary.json)")
     return EXIT_OK
 
 
-def _with_flags(config: dict[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+def config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``train`` keys that the flags of :func:`add_config_arguments` set (those given only)."""
+    flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
+    if args.no_progress:
+        flags["progress"] = False
+    return flags
+
+
+def with_flags(config: dict[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` with flag values set under ``train`` as given (not parsed as YAML, so any path is an --output).
     A ``train`` that is not a mapping is left for :func:`normalize_config` to refuse."""
     train = config.get("train")

@@ -46,9 +46,8 @@ import numpy as np
 
 from rlte_plugins.errors import ConfigError
 from rlte_plugins.evaluation.results import EVAL_RETURN, Results
-from rlte_plugins.files import CHECKPOINT_FILE
+from rlte_plugins.files import CHECKPOINT_FILE, CONFIG_FILE
 
-CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
 TABLE_COLUMNS = ("algorithm", "task", "seed", "status", "frames", "final_score", "wall_time", "config_hash")

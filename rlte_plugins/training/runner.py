@@ -20,13 +20,12 @@ from typing import Any
 import yaml
 
 from rlte_plugins.errors import ConfigError
-from rlte_plugins.files import CHECKPOINT_FILE
+from rlte_plugins.files import CHECKPOINT_FILE, CONFIG_FILE
 from rlte_plugins.registry import make
 from rlte_plugins.training.config import COMPONENT_SECTIONS, normalize_config
 from rlte_plugins.training.metrics import make_logger
 from rlte_plugins.training.plot import plot_learning_curve
 
-CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 
 

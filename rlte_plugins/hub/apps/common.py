@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rlte_plugins.cli.common import EXIT_INTERRUPTED, EXIT_OK, positive_int, report_failure
-from rlte_plugins.cli.train import FLAGS, add_config_arguments
-from rlte_plugins.errors import TrainingInterrupted
+from rlte_plugins.cli.train import add_config_arguments, config_flags, train_and_report, with_flags
 
 
 @dataclass(frozen=True)
@@ -71,12 +67,7 @@ def resolve(app: App, args: argparse.Namespace) -> dict[str, Any]:
     from rlte_plugins.training.config import apply_overrides, normalize_config
 
     total_frames = args.total_frames if args.total_frames is not None else app.total_frames
-    config = apply_overrides(app.config(args.env_id, total_frames), args.overrides)
-    flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
-    if args.no_progress:
-        flags["progress"] = False
-    if isinstance(config.get("train"), dict):  # anything else is normalize_config's to refuse
-        config["train"].update(flags)
+    config = with_flags(apply_overrides(app.config(args.env_id, total_frames), args.overrides), config_flags(args))
     return normalize_config(config, f"{app.name} --env-id {args.env_id}")
 
 
@@ -84,29 +75,15 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
     """Run ``app`` with the command line ``argv`` (``sys.argv[1:]`` when ``None``); returns ``rlte``'s exit
     status: 0, 2 (bad input, one ``error:`` line on stderr) or 130 (interrupted; it says how to resume)."""
     args = parser(app).parse_args(argv)
-    run_dir: Path | None = None
     try:
         config = resolve(app, args)
         if args.print_config:
             print(yaml.safe_dump(config, sort_keys=False, width=1000), end="")
             return EXIT_OK
-        from rlte_plugins.training.runner import run
-
         name = f"{app.name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.env_id)}"  # ALE/Pong-v5: one folder
-        run_dir = Path(config["train"]["output"] or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        config["train"]["output"] = str(run_dir)
-        summary = run(config, name=name)
-    except TrainingInterrupted as exc:
-        print(f"{exc}\nresume with: rlte train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return train_and_report(config, name)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         return report_failure(exc, args.debug)
-    ret = summary["eval_return_mean"]
-    print(f"trained {summary['frames']:,} frames in {summary['wall_time']:.1f} s")
-    if ret is not None:
-        print(f"final mean return over {len(summary['eval_returns'])} evaluation episodes: {ret:.2f}")
-    print(f"run directory: {summary['output']} (checkpoint.pt, config.yaml, learning_curve.png, summary.json)")
-    return EXIT_OK
