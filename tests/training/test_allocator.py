@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 
@@ -49,7 +50,10 @@ def test_retained_memory_is_reused_without_page_faults():
         out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS, mode], capture_output=True, text=True, check=True)
         return int(out.stdout)
 
-    # glibc's defaults hand the freed activations back to the kernel and fault them in again (about 17,000
-    # minor faults here); retained, they are reused warm (about 1,000)
+    # glibc's defaults hand the freed activations back to the kernel and fault them in again: one to three whole
+    # iterations' pages (9,213-24,543 minor faults in 26 runs here); retained, they are reused warm, and what still
+    # faults is heap fragmentation, a tensor or a few (1,024-4,096). A ratio of the two counts failed about one
+    # run in six (4,096 against 9,213), so the bound is the property itself: one iteration's pages.
+    iteration_pages = 8 * (4 * 2**20) // resource.getpagesize()
     plain, retained = faults("plain"), faults("retain")
-    assert retained * 4 < plain, (retained, plain)
+    assert retained < iteration_pages <= plain, (retained, iteration_pages, plain)
